@@ -1,0 +1,15 @@
+//! perception: camera streams in, what a collaborative robot needs out.
+//!
+//! Layering (see DESIGN.md): `ros` (behind the `ros` feature) -> `pipeline` ->
+//! {`models`, `preprocess`, `postprocess`}; `models` -> `nn`. `runtime` holds the ROS-free
+//! parts of the node (stamp pairing, frame queue, statistics). Nothing here but `ros` knows r2r.
+
+pub mod image;
+pub mod models;
+pub mod nn;
+pub mod pipeline;
+pub mod postprocess;
+pub mod preprocess;
+#[cfg(feature = "ros")]
+pub mod ros;
+pub mod runtime;

@@ -1,0 +1,14 @@
+//! From camera bytes to network input: validation and decoding of raw images (any row
+//! padding), depth in metres, resizing and normalisation.
+
+mod color;
+mod depth;
+mod input_error;
+mod raw_image;
+mod tensor;
+
+pub use color::decode_color;
+pub use depth::{check_depth_matches, decode_depth};
+pub use input_error::InputError;
+pub use raw_image::{ColorEncoding, DepthEncoding, RawImage};
+pub use tensor::{resize_rgb, rgb_to_input_tensor, Normalization};

@@ -1,0 +1,106 @@
+//! sensor_msgs <-> the library's image types. Pixel maths lives in `preprocess`.
+
+use r2r::builtin_interfaces::msg::Time;
+use r2r::sensor_msgs::msg::{CameraInfo, Image};
+use r2r::std_msgs::msg::Header;
+
+use crate::image::{CameraIntrinsics, MonoImage, RgbImage};
+use crate::preprocess::RawImage;
+
+pub fn raw_image(msg: &Image) -> RawImage<'_> {
+    RawImage {
+        width: msg.width,
+        height: msg.height,
+        encoding: &msg.encoding,
+        is_bigendian: msg.is_bigendian != 0,
+        step: msg.step,
+        data: &msg.data,
+    }
+}
+
+pub fn stamp_ns(stamp: &Time) -> i64 {
+    i64::from(stamp.sec) * 1_000_000_000 + i64::from(stamp.nanosec)
+}
+
+/// Pinhole intrinsics from K, or `None` for an uncalibrated camera (K all zeros) or an
+/// unusable one (non-positive or non-finite focal length).
+pub fn intrinsics(info: &CameraInfo) -> Option<CameraIntrinsics> {
+    let k = &info.k;
+    let (fx, fy, cx, cy) = (k[0], k[4], k[2], k[5]);
+    let usable = [fx, fy, cx, cy].iter().all(|v| v.is_finite()) && fx > 0.0 && fy > 0.0;
+    usable.then_some(CameraIntrinsics {
+        width: info.width,
+        height: info.height,
+        fx_px: fx,
+        fy_px: fy,
+        cx_px: cx,
+        cy_px: cy,
+    })
+}
+
+pub fn mono8_message(header: &Header, mask: &MonoImage) -> Image {
+    Image {
+        header: header.clone(),
+        height: mask.height,
+        width: mask.width,
+        encoding: "mono8".into(),
+        is_bigendian: 0,
+        step: mask.width,
+        data: mask.data.clone(),
+    }
+}
+
+pub fn rgb8_message(header: &Header, rgb: &RgbImage) -> Image {
+    Image {
+        header: header.clone(),
+        height: rgb.height,
+        width: rgb.width,
+        encoding: "rgb8".into(),
+        is_bigendian: 0,
+        step: rgb.width * 3,
+        data: rgb.data.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intrinsics_need_a_calibrated_k() {
+        let mut info = CameraInfo {
+            width: 640,
+            height: 480,
+            ..Default::default()
+        };
+        assert_eq!(intrinsics(&info), None);
+        info.k = vec![500.0, 0.0, 320.0, 0.0, 510.0, 240.0, 0.0, 0.0, 1.0];
+        let k = intrinsics(&info).unwrap();
+        assert_eq!(
+            (k.fx_px, k.fy_px, k.cx_px, k.cy_px),
+            (500.0, 510.0, 320.0, 240.0)
+        );
+    }
+
+    #[test]
+    fn outputs_copy_the_header() {
+        let header = Header {
+            stamp: Time {
+                sec: 12,
+                nanosec: 345,
+            },
+            frame_id: "camera_color_optical_frame".into(),
+        };
+        let msg = mono8_message(
+            &header,
+            &MonoImage {
+                width: 2,
+                height: 1,
+                data: vec![1, 2],
+            },
+        );
+        assert_eq!(msg.header, header);
+        assert_eq!((msg.step, msg.encoding.as_str()), (2, "mono8"));
+        assert_eq!(stamp_ns(&header.stamp), 12_000_000_345);
+    }
+}

@@ -1,0 +1,328 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use r2r::{ParameterValue, RosParams};
+use thiserror::Error;
+
+use crate::pipeline::DeviceChoice;
+use crate::runtime::QueueMode;
+
+/// The node's ROS parameters (config/perception.yaml). Doc comments become the text of
+/// `ros2 param describe`. Only those in [`RUNTIME_PARAMETERS`] change at run time; the rest are
+/// read once at start-up.
+#[derive(RosParams, Clone, Debug, PartialEq)]
+pub struct NodeParams {
+    /// Frame hand-off: 'live' processes only the newest frame (stale frames dropped and counted), 'every_frame' processes all frames in order (replay). Start-up only.
+    pub mode: String,
+    /// every_frame mode: frames that may wait for the inference worker, 1..10000. Start-up only.
+    pub queue_size: i64,
+    /// Input QoS: false = sensor data (best effort, keep last 5), true = reliable (keep last 10). Start-up only.
+    pub reliable_qos: bool,
+    /// Largest stamp difference between an image and its depth, seconds, 0..1. Start-up only.
+    pub sync_slop_s: f64,
+    /// An image waits for depth only if depth arrived within this many seconds of its stamp, 0..60. Start-up only.
+    pub depth_timeout_s: f64,
+    /// Inference device: auto (CUDA when present, else CPU), cpu, or cuda:N. Start-up only.
+    pub device: String,
+    /// Folder holding the model folders (each with model.yaml and model.safetensors). Start-up only.
+    pub models_dir: String,
+    /// Segmentation model folder name inside models_dir. Start-up only.
+    pub segmentation_model: String,
+    /// Weight of the class colour in segmentation/overlay, 0..1. Changeable at run time.
+    pub overlay_alpha: f64,
+    /// Largest accepted image, in pixels (width x height), 1..100000000. Start-up only.
+    pub max_image_pixels: i64,
+    /// Period of /diagnostics, seconds, 0.05..60. Start-up only.
+    pub diagnostics_period_s: f64,
+    /// Least time between two log lines about the same input problem, seconds, 0..3600. Start-up only.
+    pub log_throttle_s: f64,
+}
+
+/// Parameters that `ros2 param set` may change while the node runs.
+pub const RUNTIME_PARAMETERS: &[&str] = &["overlay_alpha"];
+
+/// Parameters that the ROS client library itself owns.
+const CLIENT_LIBRARY_PARAMETERS: &[&str] = &["use_sim_time"];
+
+impl Default for NodeParams {
+    fn default() -> Self {
+        Self {
+            mode: "live".into(),
+            queue_size: 64,
+            reliable_qos: false,
+            sync_slop_s: 0.02,
+            depth_timeout_s: 1.0,
+            device: "auto".into(),
+            models_dir: "models".into(),
+            segmentation_model: "unet_seg_untrained".into(),
+            overlay_alpha: 0.5,
+            max_image_pixels: 4096 * 4096,
+            diagnostics_period_s: 1.0,
+            log_throttle_s: 5.0,
+        }
+    }
+}
+
+/// A rejected parameter value: which one, what was wrong, how to fix it.
+#[derive(Debug, Error, Clone, PartialEq)]
+#[error("parameter '{name}' = {value}: {problem}; {fix}")]
+pub struct ParamError {
+    pub name: String,
+    pub value: String,
+    pub problem: String,
+    pub fix: String,
+}
+
+/// Validated, typed start-up configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeConfig {
+    pub mode: QueueMode,
+    pub reliable_qos: bool,
+    pub sync_slop: Duration,
+    pub depth_timeout: Duration,
+    pub device: DeviceChoice,
+    pub segmentation_model_dir: PathBuf,
+    pub max_image_pixels: u64,
+    pub diagnostics_period: Duration,
+    pub log_throttle: Duration,
+}
+
+fn reject(name: &str, value: impl std::fmt::Display, problem: impl Into<String>) -> ParamError {
+    ParamError {
+        name: name.into(),
+        value: value.to_string(),
+        problem: problem.into(),
+        fix: format!("fix it in the parameters file (config/perception.yaml) or with `--ros-args -p {name}:=<value>`"),
+    }
+}
+
+fn in_range_f64(name: &str, value: f64, min: f64, max: f64) -> Result<f64, ParamError> {
+    if value.is_finite() && (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(reject(name, value, format!("must lie in [{min}, {max}]")))
+    }
+}
+
+fn in_range_i64(name: &str, value: i64, min: i64, max: i64) -> Result<i64, ParamError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(reject(name, value, format!("must lie in [{min}, {max}]")))
+    }
+}
+
+impl NodeParams {
+    /// Checks every value and returns the typed configuration, or the first problem found.
+    pub fn validate(&self) -> Result<NodeConfig, ParamError> {
+        let queue_size = in_range_i64("queue_size", self.queue_size, 1, 10_000)? as usize;
+        let mode = match self.mode.as_str() {
+            "live" => QueueMode::Live,
+            "every_frame" => QueueMode::EveryFrame {
+                capacity: queue_size,
+            },
+            other => {
+                return Err(reject(
+                    "mode",
+                    format!("'{other}'"),
+                    "must be 'live' or 'every_frame'",
+                ))
+            }
+        };
+        let device = self
+            .device
+            .parse()
+            .map_err(|e: String| reject("device", format!("'{}'", self.device), e))?;
+        if self.segmentation_model.is_empty() {
+            return Err(reject(
+                "segmentation_model",
+                "''",
+                "name a folder inside models_dir, e.g. unet_seg_untrained",
+            ));
+        }
+        if self.models_dir.is_empty() {
+            return Err(reject(
+                "models_dir",
+                "''",
+                "give the folder holding the model folders, e.g. models",
+            ));
+        }
+        in_range_f64("overlay_alpha", self.overlay_alpha, 0.0, 1.0)?;
+        Ok(NodeConfig {
+            mode,
+            reliable_qos: self.reliable_qos,
+            sync_slop: Duration::from_secs_f64(in_range_f64(
+                "sync_slop_s",
+                self.sync_slop_s,
+                0.0,
+                1.0,
+            )?),
+            depth_timeout: Duration::from_secs_f64(in_range_f64(
+                "depth_timeout_s",
+                self.depth_timeout_s,
+                0.0,
+                60.0,
+            )?),
+            device,
+            segmentation_model_dir: PathBuf::from(&self.models_dir).join(&self.segmentation_model),
+            max_image_pixels: in_range_i64(
+                "max_image_pixels",
+                self.max_image_pixels,
+                1,
+                100_000_000,
+            )? as u64,
+            diagnostics_period: Duration::from_secs_f64(in_range_f64(
+                "diagnostics_period_s",
+                self.diagnostics_period_s,
+                0.05,
+                60.0,
+            )?),
+            log_throttle: Duration::from_secs_f64(in_range_f64(
+                "log_throttle_s",
+                self.log_throttle_s,
+                0.0,
+                3600.0,
+            )?),
+        })
+    }
+
+    /// Names given in the parameters file or on the command line that this node does not have
+    /// (usually a typo, which would otherwise be silently ignored).
+    pub fn unknown_names<'a>(names: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+        let mut known = NodeParams::default();
+        names
+            .into_iter()
+            .filter(|n| {
+                !CLIENT_LIBRARY_PARAMETERS.contains(&n.as_str()) && known.get_parameter(n).is_err()
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// [`NodeParams`] as the run-time parameter services see them: changes to start-up-only
+/// parameters and out-of-range values are refused with the reason, which `ros2 param set`
+/// prints; accepted values are visible to the worker at its next frame.
+pub struct RuntimeParams(pub NodeParams);
+
+impl RosParams for RuntimeParams {
+    fn register_parameters(
+        &mut self,
+        prefix: &str,
+        param: Option<r2r::Parameter>,
+        params: &mut r2r::indexmap::IndexMap<String, r2r::Parameter>,
+    ) -> r2r::Result<()> {
+        self.0.register_parameters(prefix, param, params)
+    }
+
+    fn get_parameter(&mut self, param_name: &str) -> r2r::Result<ParameterValue> {
+        self.0.get_parameter(param_name)
+    }
+
+    fn set_parameter(&mut self, param_name: &str, param_val: &ParameterValue) -> r2r::Result<()> {
+        self.check_parameter(param_name, param_val)?;
+        self.0.set_parameter(param_name, param_val)
+    }
+
+    fn check_parameter(&self, param_name: &str, param_val: &ParameterValue) -> r2r::Result<()> {
+        let refuse = |msg: String| r2r::Error::ParameterValueConv {
+            name: param_name.to_owned(),
+            msg,
+        };
+        if !RUNTIME_PARAMETERS.contains(&param_name) {
+            return Err(refuse(format!(
+                "read only at start-up; change it in the parameters file and restart the node (run-time: {})",
+                RUNTIME_PARAMETERS.join(", ")
+            )));
+        }
+        let mut candidate = self.0.clone();
+        candidate.set_parameter(param_name, param_val)?;
+        candidate
+            .validate()
+            .map(|_| ())
+            .map_err(|e| refuse(e.problem))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = NodeParams::default().validate().unwrap();
+        assert_eq!(config.mode, QueueMode::Live);
+        assert_eq!(
+            config.segmentation_model_dir,
+            PathBuf::from("models/unet_seg_untrained")
+        );
+    }
+
+    #[test]
+    fn each_bad_value_is_rejected_with_its_name_and_a_fix() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut NodeParams)>)> = vec![
+            ("mode", Box::new(|p| p.mode = "fastest".into())),
+            ("queue_size", Box::new(|p| p.queue_size = 0)),
+            ("sync_slop_s", Box::new(|p| p.sync_slop_s = -0.1)),
+            ("sync_slop_s", Box::new(|p| p.sync_slop_s = f64::NAN)),
+            ("depth_timeout_s", Box::new(|p| p.depth_timeout_s = 100.0)),
+            ("device", Box::new(|p| p.device = "gpu0".into())),
+            (
+                "segmentation_model",
+                Box::new(|p| p.segmentation_model = String::new()),
+            ),
+            ("models_dir", Box::new(|p| p.models_dir = String::new())),
+            ("overlay_alpha", Box::new(|p| p.overlay_alpha = 1.5)),
+            ("max_image_pixels", Box::new(|p| p.max_image_pixels = 0)),
+            (
+                "diagnostics_period_s",
+                Box::new(|p| p.diagnostics_period_s = 0.0),
+            ),
+            ("log_throttle_s", Box::new(|p| p.log_throttle_s = -1.0)),
+        ];
+        for (name, corrupt) in cases {
+            let mut p = NodeParams::default();
+            corrupt(&mut p);
+            let err = p.validate().unwrap_err();
+            assert_eq!(err.name, name);
+            let text = err.to_string();
+            assert!(text.contains(&format!("-p {name}:=")), "{text}");
+        }
+    }
+
+    #[test]
+    fn unknown_names_are_reported() {
+        let names = [
+            "mode".to_string(),
+            "use_sim_time".into(),
+            "overlay_alfa".into(),
+        ];
+        assert_eq!(
+            NodeParams::unknown_names(&names),
+            vec!["overlay_alfa".to_string()]
+        );
+    }
+
+    #[test]
+    fn run_time_changes_are_checked() {
+        let mut p = RuntimeParams(NodeParams::default());
+        assert!(p
+            .set_parameter("overlay_alpha", &ParameterValue::Double(0.25))
+            .is_ok());
+        assert_eq!(p.0.overlay_alpha, 0.25);
+        let err = p
+            .set_parameter("overlay_alpha", &ParameterValue::Double(2.0))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[0, 1]"), "{err}");
+        assert_eq!(p.0.overlay_alpha, 0.25);
+        let err = p
+            .set_parameter("device", &ParameterValue::String("cpu".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("start-up"), "{err}");
+        assert!(p
+            .set_parameter("overlay_alpha", &ParameterValue::String("x".into()))
+            .is_err());
+    }
+}
