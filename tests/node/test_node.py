@@ -1,0 +1,176 @@
+"""The node with a real rclpy client in another process: encodings, row padding, depth,
+headers, malformed input, parameters."""
+import numpy as np
+import pytest
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+
+from ros_client import Client, camera_info_msg, image_msg
+
+NS = '/perception_test'
+INPUTS = {'image': '/test_cam/color/image_raw', 'depth': '/test_cam/depth/image_raw',
+          'camera_info': '/test_cam/color/camera_info'}
+LAUNCH_ARGS = dict(namespace=NS.strip('/'), **INPUTS)
+
+
+@pytest.fixture
+def running(start_node, rclpy_context):
+    node = start_node(**LAUNCH_ARGS)
+    client = Client(rclpy_context, NS, INPUTS)
+    client.wait_connected(node)
+    yield node, client
+    client.destroy()
+    assert node.stop() == 0, node.output()
+
+
+def assert_answers(msg, mask):
+    assert mask.header.stamp == msg.header.stamp
+    assert mask.header.frame_id == msg.header.frame_id
+    assert (mask.width, mask.height, mask.encoding) == (msg.width, msg.height, 'mono8')
+    assert mask.step == mask.width and len(mask.data) == mask.width * mask.height
+    assert max(mask.data) < 4, 'class ids of the 4-class model'
+
+
+def test_every_color_encoding_with_padding_is_answered_with_its_header(running):
+    node, client = running
+    cases = [('rgb8', 64, 48, 0), ('bgr8', 64, 48, 5), ('mono8', 50, 30, 3), ('rgba8', 33, 17, 0),
+             ('bgra8', 40, 20, 8)]
+    sent = {}
+    for sec, (encoding, width, height, pad) in enumerate(cases, start=100):
+        msg = image_msg(encoding, width, height, sec, pad=pad, frame_id=f'cam_{encoding}')
+        client.image_pub.publish(msg)
+        sent[sec] = msg
+    client.wait_for(lambda: len(client.masks) >= len(cases), 'one mask per image', node_process=node)
+    for sec, msg in sent.items():
+        (mask,) = client.masks_for(sec)
+        assert_answers(msg, mask)
+    # Someone (this client) subscribes to the overlay, so it is published with the same header.
+    client.wait_for(lambda: len(client.overlays) >= len(cases), 'overlays', node_process=node)
+    for overlay in client.overlays:
+        source = sent[overlay.header.stamp.sec]
+        assert overlay.encoding == 'rgb8' and overlay.header == source.header
+        assert (overlay.width, overlay.height, overlay.step) == (source.width, source.height, 3 * source.width)
+
+
+def test_padded_and_unpadded_bgr8_give_the_same_mask(running):
+    node, client = running
+    plain = image_msg('bgr8', 64, 48, 200, pad=0, seed=3)
+    padded = image_msg('bgr8', 64, 48, 201, pad=7, seed=3)
+    client.image_pub.publish(plain)
+    client.image_pub.publish(padded)
+    client.wait_for(lambda: client.masks_for(200) and client.masks_for(201), 'both masks', node_process=node)
+    assert bytes(client.masks_for(200)[0].data) == bytes(client.masks_for(201)[0].data)
+
+
+@pytest.mark.parametrize('depth_encoding', ['16UC1', '32FC1'])
+def test_depth_and_camera_info_pair_with_the_image(running, depth_encoding):
+    node, client = running
+    for i, sec in enumerate(range(300, 303)):
+        client.info_pub.publish(camera_info_msg(64, 48, sec))
+        client.depth_pub.publish(image_msg(depth_encoding, 64, 48, sec, pad=2 * i))
+        client.image_pub.publish(image_msg('rgb8', 64, 48, sec))
+    client.wait_for(lambda: len(client.masks) >= 3, 'masks of the RGB-D frames', node_process=node)
+    client.wait_for(lambda: client.latest_diagnostics().get('depths_received') == '3',
+                    'diagnostics counting 3 depth images', node_process=node)
+    diag = client.latest_diagnostics()
+    assert diag['dropped_malformed'] == '0', diag
+    for sec in range(300, 303):
+        assert_answers(image_msg('rgb8', 64, 48, sec), client.masks_for(sec)[0])
+
+
+def test_malformed_frames_are_counted_skipped_and_good_frames_still_answered(running):
+    node, client = running
+    bad = []
+    unknown = image_msg('rgb8', 16, 16, 400)
+    unknown.encoding = 'yuv422'
+    bad.append(unknown)
+    short_step = image_msg('rgb8', 16, 16, 401)
+    short_step.step = 16 * 3 - 1
+    bad.append(short_step)
+    zero = image_msg('rgb8', 16, 16, 402)
+    zero.width, zero.height, zero.step, zero.data = 0, 0, 0, b''
+    bad.append(zero)
+    truncated = image_msg('rgb8', 16, 16, 403)
+    truncated.data = bytes(truncated.data)[:-10]
+    bad.append(truncated)
+    for msg in bad:
+        client.image_pub.publish(msg)
+    # A depth image of another size than its colour image.
+    client.depth_pub.publish(image_msg('16UC1', 8, 8, 404))
+    client.image_pub.publish(image_msg('rgb8', 16, 16, 404))
+    client.wait_for(lambda: client.latest_diagnostics().get('dropped_malformed') == '5',
+                    'diagnostics counting 5 malformed frames', node_process=node)
+    good = image_msg('rgb8', 32, 24, 410)
+    client.image_pub.publish(good)
+    client.wait_for(lambda: client.masks_for(410), 'the good frame after the bad ones', node_process=node)
+    assert_answers(good, client.masks_for(410)[0])
+    assert not [m for m in client.masks if 400 <= m.header.stamp.sec <= 404]
+    log = node.output()
+    for fragment in ("yuv422", "step 47", "zero size", "truncated", "depth image is 8x8"):
+        assert fragment in log, f'{fragment!r} not logged:\n{log}'
+    assert node.process.poll() is None, 'node alive after malformed input'
+
+
+def test_diagnostics_report_rate_latency_and_device(running):
+    node, client = running
+    for sec in range(500, 505):
+        client.image_pub.publish(image_msg('rgb8', 64, 48, sec))
+    client.wait_for(lambda: client.latest_diagnostics().get('frames_processed') == '5',
+                    'diagnostics counting 5 processed frames', node_process=node)
+    diag = client.latest_diagnostics()
+    assert diag['device'].startswith('cpu')
+    assert diag['mode'].startswith('every_frame')
+    assert float(diag['latency_inference_mean_ms']) > 0
+    assert float(diag['latency_end_to_end_max_ms']) >= float(diag['latency_inference_max_ms'])
+    assert diag['dropped_total'] == '0'
+
+
+def set_parameter(client, node, name, value):
+    service = client.node.create_client(SetParameters, f'{NS}/perception_node/set_parameters')
+    client.wait_for(service.service_is_ready, 'the set_parameters service', node_process=node)
+    request = SetParameters.Request()
+    kind = ParameterType.PARAMETER_DOUBLE if isinstance(value, float) else ParameterType.PARAMETER_STRING
+    pv = ParameterValue(type=kind)
+    if isinstance(value, float):
+        pv.double_value = value
+    else:
+        pv.string_value = value
+    request.parameters = [Parameter(name=name, value=pv)]
+    future = service.call_async(request)
+    client.wait_for(future.done, f'the answer to setting {name}', node_process=node)
+    return future.result().results[0]
+
+
+def test_run_time_parameters_are_validated(running):
+    node, client = running
+    result = set_parameter(client, node, 'overlay_alpha', 2.0)
+    assert not result.successful and '[0, 1]' in result.reason
+    result = set_parameter(client, node, 'device', 'cuda:0')
+    assert not result.successful and 'start-up' in result.reason
+    assert set_parameter(client, node, 'overlay_alpha', 1.0).successful
+    # With alpha 1 an object pixel of the overlay is exactly its class colour.
+    msg = image_msg('rgb8', 64, 48, 600)
+    client.image_pub.publish(msg)
+    client.wait_for(lambda: [o for o in client.overlays if o.header.stamp.sec == 600], 'overlay', node_process=node)
+    overlay = np.frombuffer(bytes([o for o in client.overlays if o.header.stamp.sec == 600][0].data), np.uint8)
+    mask = np.frombuffer(bytes(client.masks_for(600)[0].data), np.uint8)
+    palette = {1: (70, 130, 180), 2: (255, 160, 0), 3: (220, 20, 60)}
+    rgb = overlay.reshape(-1, 3)
+    for class_id, colour in palette.items():
+        assert all(tuple(p) == colour for p in rgb[mask == class_id])
+    assert (rgb[mask == 0] == np.frombuffer(bytes(msg.data), np.uint8).reshape(-1, 3)[mask == 0]).all()
+
+
+@pytest.mark.parametrize('args, fragments', [
+    (['-p', 'queue_size:=0'], ["'queue_size' = 0", '[1, 10000]', '-p queue_size:=']),
+    (['-p', 'mode:=fastest'], ["'mode'", "'live' or 'every_frame'"]),
+    (['-p', 'device:=gpu'], ["'device'", 'cuda:N']),
+    (['-p', 'overlay_alfa:=0.3'], ["'overlay_alfa'", 'no such parameter']),
+    (['-p', 'segmentation_model:=missing_model'], ['missing_model/model.yaml', 'not found']),
+])
+def test_bad_start_up_values_exit_non_zero_with_the_fix(start_node, args, fragments):
+    node = start_node(extra_ros_args=args, **LAUNCH_ARGS)
+    assert node.wait_exit() == 1
+    log = node.output()
+    for fragment in fragments:
+        assert fragment in log, f'{fragment!r} missing from:\n{log}'
