@@ -15,6 +15,8 @@ fn main() -> ExitCode {
 
 #[cfg(not(feature = "ros"))]
 fn main() -> ExitCode {
-    eprintln!("perception_node: this build has no ROS support; rebuild with the default `ros` feature");
+    eprintln!(
+        "perception_node: this build has no ROS support; rebuild with the default `ros` feature"
+    );
     ExitCode::FAILURE
 }

@@ -13,11 +13,15 @@ pub fn decode_depth(raw: &RawImage<'_>, max_pixels: u64) -> Result<DepthImage, I
     let encoding = DepthEncoding::parse(raw.encoding)?;
     let bytes_per_pixel = encoding.bytes_per_pixel();
     raw.validate(bytes_per_pixel, max_pixels)?;
-    let swapped;
-    let raw = if raw.is_bigendian != cfg!(target_endian = "big") {
-        swapped = swap_bytes(raw, bytes_per_pixel as usize);
+    let repacked;
+    let swap = raw.is_bigendian != cfg!(target_endian = "big");
+    // OpenCV needs a step that is a multiple of the element size; ROS only promises bytes.
+    let misaligned = raw.step % bytes_per_pixel != 0;
+    let raw = if swap || misaligned {
+        repacked = repack_rows(raw, bytes_per_pixel as usize, swap);
         RawImage {
-            data: &swapped,
+            data: &repacked,
+            step: raw.width * bytes_per_pixel,
             ..*raw
         }
     } else {
@@ -61,11 +65,15 @@ pub fn check_depth_matches(depth: &DepthImage, rgb: &RgbImage) -> Result<(), Inp
     Ok(())
 }
 
-fn swap_bytes(raw: &RawImage<'_>, bytes_per_pixel: usize) -> Vec<u8> {
-    let mut data = raw.data[..raw.step as usize * raw.height as usize].to_vec();
+/// The pixels without row padding, each pixel's bytes reversed when `swap`.
+fn repack_rows(raw: &RawImage<'_>, bytes_per_pixel: usize, swap: bool) -> Vec<u8> {
     let row_bytes = raw.width as usize * bytes_per_pixel;
-    for row in data.chunks_exact_mut(raw.step as usize) {
-        for pixel in row[..row_bytes].chunks_exact_mut(bytes_per_pixel) {
+    let mut data = Vec::with_capacity(row_bytes * raw.height as usize);
+    for row in raw.data.chunks(raw.step as usize).take(raw.height as usize) {
+        data.extend_from_slice(&row[..row_bytes]);
+    }
+    if swap {
+        for pixel in data.chunks_exact_mut(bytes_per_pixel) {
             pixel.reverse();
         }
     }
@@ -117,6 +125,27 @@ mod tests {
         };
         let depth = decode_depth(&raw, u64::MAX).unwrap();
         assert_eq!(depth.depth_m, vec![1.0, 2.0]);
+    }
+
+    #[test]
+    fn float_rows_with_a_step_not_a_multiple_of_four() {
+        let mut data = Vec::new();
+        for row in [[1.0f32, 2.0], [3.0, 4.0]] {
+            data.extend(row.iter().flat_map(|v| v.to_le_bytes()));
+            data.extend([0, 0]);
+        }
+        let raw = RawImage {
+            width: 2,
+            height: 2,
+            encoding: "32FC1",
+            is_bigendian: false,
+            step: 10,
+            data: &data,
+        };
+        assert_eq!(
+            decode_depth(&raw, u64::MAX).unwrap().depth_m,
+            vec![1.0, 2.0, 3.0, 4.0]
+        );
     }
 
     #[test]

@@ -95,8 +95,10 @@ def test_malformed_frames_are_counted_skipped_and_good_frames_still_answered(run
     bad.append(truncated)
     for msg in bad:
         client.image_pub.publish(msg)
-    # A depth image of another size than its colour image.
+    # A depth image of another size than its colour image (depth first, so they pair).
     client.depth_pub.publish(image_msg('16UC1', 8, 8, 404))
+    client.wait_for(lambda: client.latest_diagnostics().get('depths_received') == '1',
+                    'the node receiving the depth image', node_process=node)
     client.image_pub.publish(image_msg('rgb8', 16, 16, 404))
     client.wait_for(lambda: client.latest_diagnostics().get('dropped_malformed') == '5',
                     'diagnostics counting 5 malformed frames', node_process=node)

@@ -1,0 +1,12 @@
+# The two commands of the README. Both set up a fresh machine first (idempotent, seconds
+# when nothing changed): apt packages, the ROS 2 venv, colcon build of both packages.
+.PHONY: setup demo test
+
+setup:
+	scripts/setup.sh
+
+demo: setup
+	bash -c '. scripts/env.sh && python3 scripts/demo.py'
+
+test: setup
+	scripts/test.sh

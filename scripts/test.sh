@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The test suite: Rust unit tests with and without ROS, then the node, launch and install
+# tests with a real rclpy client (pytest). Run after scripts/setup.sh (`make test` does both).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+. scripts/env.sh
+echo "== cargo test (default features: ros)"
+cargo test
+echo "== cargo test --no-default-features (library and perception_train without ROS)"
+cargo test --no-default-features --lib --bin perception_train
+echo "== perception_train summary (no ROS)"
+target/debug/perception_train summary --model models/unet_seg_untrained | tail -1
+echo "== pytest: node with a real rclpy client, launch file, colcon install"
+python3 -m pytest tests -v -p no:cacheprovider
