@@ -200,7 +200,7 @@ pub fn run() -> Result<(), NodeError> {
             QueueMode::Live => "live".into(),
             QueueMode::EveryFrame { capacity } => format!("every_frame (queue {capacity})"),
         },
-        model: pipeline_model_label(&config),
+        model: config.segmentation_model_dir.display().to_string(),
     };
     let node = Arc::new(Mutex::new(node));
     runtime.block_on(async {
@@ -250,10 +250,6 @@ fn known_names() -> String {
         return String::new();
     }
     params.keys().cloned().collect::<Vec<_>>().join(", ")
-}
-
-fn pipeline_model_label(config: &NodeConfig) -> String {
-    config.segmentation_model_dir.display().to_string()
 }
 
 async fn wait_for_shutdown_signal() {

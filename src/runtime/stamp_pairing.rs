@@ -62,15 +62,10 @@ impl<I, D> StampPairer<I, D> {
     pub fn flush(&mut self) -> Vec<Paired<I, D>> {
         let mut out = Vec::new();
         while let Some((stamp_ns, image)) = self.pending.pop_front() {
-            let best = self
-                .depths
-                .iter()
-                .enumerate()
-                .map(|(i, (d, _))| (i, (d - stamp_ns).abs()))
-                .filter(|(_, gap)| *gap <= self.slop_ns)
-                .min_by_key(|(_, gap)| *gap)
-                .map(|(i, _)| i);
-            let depth = best.and_then(|i| self.depths.remove(i)).map(|(_, d)| d);
+            let depth = self
+                .nearest_depth(stamp_ns)
+                .and_then(|i| self.depths.remove(i))
+                .map(|(_, d)| d);
             out.push(Paired {
                 stamp_ns,
                 image,
@@ -80,17 +75,21 @@ impl<I, D> StampPairer<I, D> {
         out
     }
 
+    /// Index of the depth nearest to `stamp_ns` within the slop.
+    fn nearest_depth(&self, stamp_ns: i64) -> Option<usize> {
+        self.depths
+            .iter()
+            .enumerate()
+            .map(|(i, (d, _))| (i, (d - stamp_ns).abs()))
+            .filter(|(_, gap)| *gap <= self.slop_ns)
+            .min_by_key(|(_, gap)| *gap)
+            .map(|(i, _)| i)
+    }
+
     fn release(&mut self) -> Vec<Paired<I, D>> {
         let mut out = Vec::new();
         while let Some(&(stamp_ns, _)) = self.pending.front() {
-            let best = self
-                .depths
-                .iter()
-                .enumerate()
-                .map(|(i, (d, _))| (i, (d - stamp_ns).abs()))
-                .filter(|(_, gap)| *gap <= self.slop_ns)
-                .min_by_key(|(_, gap)| *gap)
-                .map(|(i, _)| i);
+            let best = self.nearest_depth(stamp_ns);
             let depth_flowing = self
                 .newest_depth_ns
                 .is_some_and(|newest| (stamp_ns - newest).abs() <= self.depth_timeout_ns);
