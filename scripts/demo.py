@@ -6,22 +6,22 @@ Run through `make demo` (it sets up the machine and the environment first). Unti
 models land the node runs an untrained U-Net: the overlays show the plumbing, not quality.
 """
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import rclpy
 from PIL import Image as PilImage
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / 'tests'))
 from conftest import NodeProcess  # noqa: E402
+from ros_client import Client  # noqa: E402
 
 OUT = ROOT / 'demo_out'
 FRAMES = 5
 WIDTH, HEIGHT = 320, 240
+INPUTS = {'image': '/demo/image', 'depth': '/demo/depth', 'camera_info': '/demo/camera_info'}
 
 
 def scene(index):
@@ -49,37 +49,26 @@ def to_msg(img, index):
 def main():
     OUT.mkdir(exist_ok=True)
     log_path = OUT / 'node.log'
-    node_process = NodeProcess(log_path, image='/demo/image', depth='/demo/depth',
-                               camera_info='/demo/camera_info')
+    node_process = NodeProcess(log_path, **INPUTS)
     rclpy.init()
-    client = rclpy.create_node('perception_demo')
-    overlays = []
-    client.create_subscription(Image, '/segmentation/overlay', overlays.append, 10)
-    publisher = client.create_publisher(Image, '/demo/image', QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    client = Client(rclpy, '', INPUTS)
     written = []
     try:
-        deadline = time.monotonic() + 60
-        while publisher.get_subscription_count() == 0 or client.count_publishers('/segmentation/overlay') == 0:
-            if node_process.process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f'perception_node did not come up; its log:\n{node_process.output()}')
-            rclpy.spin_once(client, timeout_sec=0.1)
+        client.wait_connected(node_process, timeout=60)
         for index in range(FRAMES):
             img = scene(index)
             PilImage.fromarray(img).save(OUT / f'frame{index}_input.png')
-            publisher.publish(to_msg(img, index))
-            before = len(overlays)
-            deadline = time.monotonic() + 30
-            while len(overlays) == before:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f'no overlay for frame {index}; node log:\n{node_process.output()}')
-                rclpy.spin_once(client, timeout_sec=0.1)
-            overlay = overlays[-1]
+            msg = to_msg(img, index)
+            # The node's default inputs are best effort (sensor data): resend until answered.
+            client.publish_until(client.image_pub, msg, lambda: client.overlays_for(msg.header.stamp.sec),
+                                 f'the overlay of frame {index}', node_process=node_process)
+            overlay = client.overlays_for(msg.header.stamp.sec)[0]
             pixels = np.frombuffer(bytes(overlay.data), np.uint8).reshape(overlay.height, overlay.width, 3)
             path = OUT / f'frame{index}_overlay.png'
             PilImage.fromarray(pixels).save(path)
             written.append(path)
     finally:
-        client.destroy_node()
+        client.destroy()
         rclpy.shutdown()
         node_process.stop()
     print(f'perception demo: {len(written)} overlays received from perception_node')

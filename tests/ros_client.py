@@ -79,13 +79,30 @@ class Client:
         log = f'\nnode log:\n{node_process.output()}' if node_process else ''
         raise AssertionError(f'timed out after {timeout} s waiting for {what}{log}')
 
-    def wait_connected(self, node_process):
+    def publish_until(self, publisher, msg, predicate, what, resend_s=1.0, **wait_args):
+        """Publishes `msg`, again every `resend_s` until `predicate` holds. For best-effort
+        (sensor-data) inputs: a sample sent before the node's reader has matched this writer is
+        lost even though this writer already sees the reader."""
+        next_send = [time.monotonic()]
+
+        def answered():
+            if predicate():
+                return True
+            if time.monotonic() >= next_send[0]:
+                publisher.publish(msg)
+                next_send[0] = time.monotonic() + resend_s
+            return False
+
+        self.wait_for(answered, what, **wait_args)
+
+    def wait_connected(self, node_process, timeout=30.0):
         """Discovery in both directions: the node subscribes to our inputs, we to its outputs."""
         self.wait_for(lambda: all(p.get_subscription_count() > 0
                                   for p in (self.image_pub, self.depth_pub, self.info_pub))
                       and self.node.count_publishers(self.mask_sub.topic_name) > 0
                       and self.node.count_publishers(self.overlay_sub.topic_name) > 0,
-                      'discovery between the test client and the node', node_process=node_process)
+                      'discovery between the test client and the node', timeout=timeout,
+                      node_process=node_process)
 
     def latest_diagnostics(self):
         """The newest /diagnostics key/values of the perception node, as a dict."""
@@ -97,3 +114,6 @@ class Client:
 
     def masks_for(self, sec):
         return [m for m in self.masks if m.header.stamp.sec == sec]
+
+    def overlays_for(self, sec):
+        return [o for o in self.overlays if o.header.stamp.sec == sec]

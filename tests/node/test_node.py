@@ -153,8 +153,8 @@ def test_run_time_parameters_are_validated(running):
     # With alpha 1 an object pixel of the overlay is exactly its class colour.
     msg = image_msg('rgb8', 64, 48, 600)
     client.image_pub.publish(msg)
-    client.wait_for(lambda: [o for o in client.overlays if o.header.stamp.sec == 600], 'overlay', node_process=node)
-    overlay = np.frombuffer(bytes([o for o in client.overlays if o.header.stamp.sec == 600][0].data), np.uint8)
+    client.wait_for(lambda: client.overlays_for(600), 'overlay', node_process=node)
+    overlay = np.frombuffer(bytes(client.overlays_for(600)[0].data), np.uint8)
     mask = np.frombuffer(bytes(client.masks_for(600)[0].data), np.uint8)
     palette = {1: (70, 130, 180), 2: (255, 160, 0), 3: (220, 20, 60)}
     rgb = overlay.reshape(-1, 3)
