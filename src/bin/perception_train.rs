@@ -1,10 +1,12 @@
-//! The offline tool for the networks. Today: `summary`, the layer table of a model folder.
+//! The offline tool for the networks. Today: `summary`, the layer table of an architecture or
+//! a model folder.
 use std::process::ExitCode;
 
-use anyhow::Context;
-use candle_core::Device;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use perception::models::ModelFolder;
+use perception::models::{preset, summarize, ModelFolder, PresetOptions, Task, PRESET_NAMES};
 
 #[derive(Parser)]
 #[command(
@@ -18,11 +20,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print every tensor of a model folder (name, shape, count) and the total parameter count.
+    /// Print one row per layer (name, output shape, weights, parameters) and the total
+    /// parameter count, for a named architecture or a model folder.
     Summary {
-        /// Model folder holding model.yaml (and model.safetensors), e.g. models/unet_seg_untrained
+        /// Architecture preset: mlp, lenet5, vgg11, vgg16, googlenet, resnet18, resnet34,
+        /// resnet50, unet, unet-paper, depth, posenet, grasp
+        arch: Option<String>,
+        /// Model folder holding model.yaml, e.g. models/unet_seg_untrained (instead of ARCH)
+        #[arg(long, conflicts_with = "arch")]
+        model: Option<PathBuf>,
+        /// Input channels, height and width, e.g. 3,224,224
+        #[arg(long, value_delimiter = ',', num_args = 1)]
+        input: Option<Vec<usize>>,
+        /// Number of output classes
         #[arg(long)]
-        model: std::path::PathBuf,
+        classes: Option<usize>,
+        /// Hidden layer widths of an MLP, e.g. 100 or 300,100
+        #[arg(long, value_delimiter = ',', num_args = 1)]
+        hidden: Option<Vec<usize>>,
     },
 }
 
@@ -38,31 +53,53 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Summary { model } => {
-            let loaded = ModelFolder::new(&model)
-                .load(&Device::Cpu)
-                .with_context(|| format!("loading {}", model.display()))?;
-            let vars = loaded.varmap.data().lock().expect("VarMap lock poisoned");
-            let mut names: Vec<&String> = vars.keys().collect();
-            names.sort();
-            let (mut trainable, mut buffers) = (0usize, 0usize);
-            println!("{:<40} {:>18} {:>10}", "tensor", "shape", "count");
-            for name in names {
-                let n = vars[name].elem_count();
-                if name.ends_with("running_mean") || name.ends_with("running_var") {
-                    buffers += n;
-                } else {
-                    trainable += n;
+        Command::Summary {
+            arch,
+            model,
+            input,
+            classes,
+            hidden,
+        } => {
+            let (architecture, input) = match (arch, model) {
+                (Some(arch), None) => {
+                    let input = input
+                        .map(|dims| {
+                            <[usize; 3]>::try_from(dims.as_slice()).map_err(|_| {
+                                anyhow::anyhow!("--input takes three numbers C,H,W, got {dims:?}")
+                            })
+                        })
+                        .transpose()?;
+                    let options = PresetOptions {
+                        input,
+                        classes,
+                        hidden,
+                    };
+                    preset(&arch, &options).map_err(anyhow::Error::msg)?
                 }
-                println!(
-                    "{:<40} {:>18} {:>10}",
-                    name,
-                    format!("{:?}", vars[name].dims()),
-                    n
-                );
-            }
-            println!("batch-norm buffers: {buffers}");
-            println!("total params: {trainable}");
+                (None, Some(model)) => {
+                    if input.is_some() || classes.is_some() || hidden.is_some() {
+                        bail!("--input, --classes and --hidden apply to ARCH; a model folder's model.yaml fixes them");
+                    }
+                    let config = ModelFolder::new(&model)
+                        .read_config()
+                        .with_context(|| format!("loading {}", model.display()))?;
+                    let channels = match config.task {
+                        Task::GraspQuality => 1,
+                        _ => 3,
+                    };
+                    let size = [
+                        channels,
+                        config.input.height as usize,
+                        config.input.width as usize,
+                    ];
+                    (config.architecture, size)
+                }
+                _ => bail!(
+                    "give an architecture ({}) or --model DIR",
+                    PRESET_NAMES.join(", ")
+                ),
+            };
+            println!("{}", summarize(&architecture, input)?);
         }
     }
     Ok(())

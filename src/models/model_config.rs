@@ -1,20 +1,83 @@
 use serde::{Deserialize, Serialize};
 
-use super::UNetConfig;
+use super::{
+    DepthNetConfig, GraspNetConfig, InceptionNetConfig, LeNet5Config, MlpConfig, PoseNetConfig,
+    ResNetConfig, UNetConfig, VggConfig,
+};
 use crate::preprocess::Normalization;
 
 /// What a model is for; decides how the node interprets its output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Task {
+    Classification,
     Segmentation,
+    Depth,
+    Pose,
+    GraspQuality,
 }
 
 /// The network and its hyper-parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Architecture {
+    Mlp(MlpConfig),
+    Lenet5(LeNet5Config),
+    Vgg(VggConfig),
+    InceptionNet(InceptionNetConfig),
+    Resnet(ResNetConfig),
     Unet(UNetConfig),
+    Depth(DepthNetConfig),
+    Posenet(PoseNetConfig),
+    GraspQuality(GraspNetConfig),
+}
+
+impl Architecture {
+    /// The task this network's output answers.
+    pub fn task(&self) -> Task {
+        match self {
+            Self::Mlp(_)
+            | Self::Lenet5(_)
+            | Self::Vgg(_)
+            | Self::InceptionNet(_)
+            | Self::Resnet(_) => Task::Classification,
+            Self::Unet(_) => Task::Segmentation,
+            Self::Depth(_) => Task::Depth,
+            Self::Posenet(_) => Task::Pose,
+            Self::GraspQuality(_) => Task::GraspQuality,
+        }
+    }
+
+    /// Number of classes the output scores, for classifiers and segmenters.
+    pub fn num_classes(&self) -> Option<usize> {
+        match self {
+            Self::Mlp(c) => Some(c.outputs),
+            Self::Lenet5(c) => Some(c.num_classes),
+            Self::Vgg(c) => Some(c.num_classes),
+            Self::InceptionNet(c) => Some(c.num_classes),
+            Self::Resnet(c) => Some(c.num_classes),
+            Self::Unet(c) => Some(c.num_classes),
+            Self::Depth(_) | Self::Posenet(_) | Self::GraspQuality(_) => None,
+        }
+    }
+
+    /// Consistency checks serde cannot express.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            Self::Mlp(c) if c.inputs == 0 || c.outputs == 0 => {
+                Err("mlp needs inputs and outputs of at least 1".into())
+            }
+            Self::Mlp(_) => Ok(()),
+            Self::Lenet5(c) => c.feature_side().map(|_| ()),
+            Self::Vgg(c) => c.check(),
+            Self::InceptionNet(c) => c.check(),
+            Self::Resnet(c) => c.check(),
+            Self::Unet(c) => c.check(),
+            Self::Depth(c) => c.check(),
+            Self::Posenet(c) => c.backbone.check(),
+            Self::GraspQuality(c) => c.check(),
+        }
+    }
 }
 
 /// Network input resolution, pixels. Frames are resized to it and outputs resized back.
@@ -38,8 +101,8 @@ pub struct ClassInfo {
 pub struct ModelConfig {
     pub name: String,
     pub task: Task,
-    /// `unet: {...}` in YAML (a one-key map, not a YAML tag).
-    #[serde(with = "serde_yaml::with::singleton_map")]
+    /// `unet: {...}` in YAML (one-key maps for every enum inside too, not YAML tags).
+    #[serde(with = "serde_yaml::with::singleton_map_recursive")]
     pub architecture: Architecture,
     pub input: InputSize,
     pub classes: Vec<ClassInfo>,
@@ -57,24 +120,30 @@ pub struct ModelConfig {
 impl ModelConfig {
     /// Consistency checks serde cannot express. Returns what is wrong, for the error message.
     pub fn check(&self) -> Result<(), String> {
-        match &self.architecture {
-            Architecture::Unet(unet) => {
-                unet.check()?;
-                if unet.num_classes != self.classes.len() {
-                    return Err(format!(
-                        "architecture.unet.num_classes is {} but {} classes are listed",
-                        unet.num_classes,
-                        self.classes.len()
-                    ));
-                }
-                if unet.in_channels != 3 {
-                    return Err(format!(
-                        "architecture.unet.in_channels is {}; the node feeds RGB (3)",
-                        unet.in_channels
-                    ));
-                }
-                unet.check_input_size(self.input.height as usize, self.input.width as usize)?;
+        self.architecture.check()?;
+        if self.architecture.task() != self.task {
+            return Err(format!(
+                "task is {:?} but the architecture is a {:?} network",
+                self.task,
+                self.architecture.task()
+            ));
+        }
+        if let Some(k) = self.architecture.num_classes() {
+            if k != self.classes.len() {
+                return Err(format!(
+                    "the architecture outputs {k} classes but {} classes are listed",
+                    self.classes.len()
+                ));
             }
+        }
+        if let Architecture::Unet(unet) = &self.architecture {
+            if unet.in_channels != 3 {
+                return Err(format!(
+                    "architecture.unet.in_channels is {}; the node feeds RGB (3)",
+                    unet.in_channels
+                ));
+            }
+            unet.check_input_size(self.input.height as usize, self.input.width as usize)?;
         }
         if self.normalization.std.iter().any(|s| !(*s > 0.0)) {
             return Err("normalization.std must be positive".into());

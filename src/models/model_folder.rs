@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 
-use super::{load_weights_strict, Architecture, ModelConfig, ModelError, UNet};
+use super::{load_weights_strict, ModelConfig, ModelError, Network};
 use crate::nn::init_seeded;
 
 pub const CONFIG_FILE: &str = "model.yaml";
@@ -26,7 +26,7 @@ pub enum WeightsSource {
 /// A network ready to run, with its config and its variables (kept for training and saving).
 pub struct LoadedModel {
     pub config: ModelConfig,
-    pub unet: UNet,
+    pub network: Network,
     pub varmap: VarMap,
     pub weights: WeightsSource,
 }
@@ -63,9 +63,7 @@ impl ModelFolder {
         let config = self.read_config()?;
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-        let unet = match &config.architecture {
-            Architecture::Unet(cfg) => UNet::new(cfg, vb)?,
-        };
+        let network = Network::new(&config.architecture, vb)?;
         let weights_path = self.weights_path();
         let weights = if weights_path.is_file() {
             load_weights_strict(&varmap, &weights_path, device)?;
@@ -78,7 +76,7 @@ impl ModelFolder {
         };
         Ok(LoadedModel {
             config,
-            unet,
+            network,
             varmap,
             weights,
         })
@@ -103,6 +101,7 @@ fn read_to_string(path: &Path) -> Result<String, ModelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::{save_weights, Architecture};
 
     fn shipped() -> ModelFolder {
         ModelFolder::new(concat!(
@@ -150,12 +149,14 @@ mod tests {
             folder.load(&Device::Cpu),
             Err(ModelError::WeightsMissing { .. })
         ));
-        model.varmap.save(folder.weights_path()).unwrap();
+        save_weights(&model.varmap, &folder.weights_path()).unwrap();
         let loaded = folder.load(&Device::Cpu).unwrap();
         assert_eq!(loaded.weights, WeightsSource::File(folder.weights_path()));
 
         // A wider network does not fit the saved weights: the error names tensor and shapes.
-        let Architecture::Unet(unet) = &mut config.architecture;
+        let Architecture::Unet(unet) = &mut config.architecture else {
+            panic!("the shipped model is a U-Net")
+        };
         unet.base_channels *= 2;
         std::fs::write(
             dir.join(CONFIG_FILE),

@@ -5,7 +5,7 @@ use candle_nn::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::nn::{max_pool2x2, DoubleConv};
+use crate::nn::{max_pool2x2, DoubleConv, Trace};
 
 /// U-Net (Ronneberger et al. 2015) as the course teaches it: per level two 3x3 conv (+ batch
 /// norm) + ReLU, filters doubling on the way down, 2x2 max-pool, 2x2 stride-2 transposed conv
@@ -25,6 +25,10 @@ pub struct UNetConfig {
     /// valid convs, each shrinking by 2 pixels; skips are centre-cropped, the output is smaller.
     #[serde(default = "default_true")]
     pub padding: bool,
+    /// The last class is the boundary a few pixels wide where objects touch (the paper's way
+    /// to separate touching instances); instance extraction splits objects along it.
+    #[serde(default)]
+    pub boundary_class: bool,
 }
 
 fn default_true() -> bool {
@@ -41,6 +45,7 @@ impl UNetConfig {
             depth: 4,
             batch_norm: true,
             padding: false,
+            boundary_class: false,
         }
     }
 
@@ -53,6 +58,7 @@ impl UNetConfig {
             depth: 4,
             batch_norm: true,
             padding: true,
+            boundary_class: false,
         }
     }
 
@@ -65,14 +71,18 @@ impl UNetConfig {
             depth: 3,
             batch_norm: true,
             padding: true,
+            boundary_class: false,
         }
     }
 
     pub fn check(&self) -> std::result::Result<(), String> {
-        if self.in_channels == 0 || self.num_classes < 2 || self.base_channels == 0 {
+        if self.in_channels == 0 || self.num_classes == 0 || self.base_channels == 0 {
             return Err(
-                "unet needs in_channels >= 1, num_classes >= 2 and base_channels >= 1".into(),
+                "unet needs in_channels, num_classes and base_channels of at least 1".into(),
             );
+        }
+        if self.boundary_class && self.num_classes < 3 {
+            return Err("a boundary class needs at least background, one object class and the boundary (num_classes >= 3)".into());
         }
         if self.depth == 0 || self.depth > 6 {
             return Err(format!("unet depth {} outside 1..=6", self.depth));
@@ -215,21 +225,33 @@ impl UNet {
     /// - `x`: (B, in_channels, H, W), H and W accepted by [`UNetConfig::check_input_size`]
     /// - returns: class logits (B, num_classes, H', W'), H' x W' from [`UNetConfig::output_size`]
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_traced(x, train, &mut Trace::off())
+    }
+
+    pub fn forward_traced(&self, x: &Tensor, train: bool, trace: &mut Trace) -> Result<Tensor> {
         let mut skips = Vec::with_capacity(self.downs.len());
         let mut x = x.clone();
-        for down in &self.downs {
+        for (i, down) in self.downs.iter().enumerate() {
             x = down.forward_t(&x, train)?;
+            trace.record(format!("downs.{i}"), &x);
             skips.push(x.clone());
             x = max_pool2x2(&x)?;
+            trace.record(format!("pool.{i}"), &x);
         }
         x = self.bottleneck.forward_t(&x, train)?;
-        for ((up, dec), skip) in self.ups.iter().zip(&self.decs).zip(skips.iter().rev()) {
+        trace.record("bottleneck", &x);
+        let levels = self.ups.iter().zip(&self.decs).zip(skips.iter().rev());
+        for (i, ((up, dec), skip)) in levels.enumerate() {
             x = up.forward(&x)?;
+            trace.record(format!("ups.{i}"), &x);
             let skip = center_crop(skip, x.dim(2)?, x.dim(3)?)?;
             x = Tensor::cat(&[&skip, &x], 1)?;
             x = dec.forward_t(&x, train)?;
+            trace.record(format!("decs.{i}"), &x);
         }
-        self.head.forward(&x)
+        let x = self.head.forward(&x)?;
+        trace.record("head", &x);
+        Ok(x)
     }
 }
 
@@ -274,6 +296,12 @@ mod tests {
             depth: 2,
             ..cfg
         };
+        assert!(UNetConfig {
+            boundary_class: true,
+            ..small.clone()
+        }
+        .check()
+        .is_err());
         let (net, _) = build(&small);
         let (h, w) = small.output_size(44, 60).unwrap();
         let x = Tensor::zeros((1, 1, 44, 60), DType::F32, &Device::Cpu).unwrap();

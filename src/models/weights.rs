@@ -1,6 +1,7 @@
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 
 use super::ModelError;
@@ -14,6 +15,18 @@ pub fn load_weights_strict(
     device: &Device,
 ) -> Result<(), ModelError> {
     let tensors = candle_core::safetensors::load(path, device)?;
+    assign_weights_strict(varmap, &tensors).map_err(|problems| ModelError::WeightsMismatch {
+        path: path.to_owned(),
+        problems,
+    })
+}
+
+/// Sets every variable of `varmap` from `tensors` under the rules of [`load_weights_strict`];
+/// on a mismatch nothing is guaranteed about the variables and the error lists every problem.
+pub fn assign_weights_strict(
+    varmap: &VarMap,
+    tensors: &HashMap<String, Tensor>,
+) -> Result<(), String> {
     let vars = varmap.data().lock().expect("VarMap lock poisoned");
     let mut problems = Vec::new();
     let mut names: Vec<&String> = vars.keys().collect();
@@ -29,7 +42,15 @@ pub fn load_weights_strict(
                 t.dims(),
                 vars[name].dims()
             )),
-            Some(t) => vars[name].set(&t.to_dtype(vars[name].dtype())?)?,
+            Some(t) => {
+                let value = t
+                    .to_device(vars[name].device())
+                    .and_then(|t| t.to_dtype(vars[name].dtype()))
+                    .and_then(|t| vars[name].set(&t));
+                if let Err(e) = value {
+                    problems.push(format!("tensor '{name}': {e}"));
+                }
+            }
         }
     }
     let mut unused: Vec<&String> = tensors
@@ -41,9 +62,33 @@ pub fn load_weights_strict(
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(ModelError::WeightsMismatch {
-            path: path.to_owned(),
-            problems: problems.join("; "),
-        })
+        Err(problems.join("; "))
     }
+}
+
+/// Saves every variable of `varmap` as safetensors at `path`, atomically: the data goes to a
+/// temporary file in the same folder, is flushed to disk, then renamed over `path`, so a
+/// process killed at any moment leaves either the old file or the new one, never half of one.
+pub fn save_weights(varmap: &VarMap, path: &Path) -> Result<(), ModelError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ModelError::Io { path, source }
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp: PathBuf = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
+    varmap.save(&tmp)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // Makes the rename itself durable.
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
+    }
+    Ok(())
 }

@@ -1,10 +1,21 @@
 //! Building blocks shared by the networks. Field names and `pp(...)` strings are the
 //! PyTorch attribute names, so a PyTorch `state_dict()` saved as safetensors loads as is.
 
+mod activation;
 mod conv_block;
+mod dropout;
+mod inception;
 mod init;
+pub mod loss;
 mod pool;
+mod residual;
+mod trace;
 
-pub use conv_block::{ConvBnRelu, DoubleConv};
+pub use activation::{Activation, LEAKY_RELU_SLOPE};
+pub use conv_block::{conv2d_exact_grad, ConvBnAct, ConvSpec, DoubleConv};
+pub use dropout::Dropout;
+pub use inception::{Inception, InceptionSpec};
 pub use init::init_seeded;
-pub use pool::max_pool2x2;
+pub use pool::{avg_pool2d, global_avg_pool, max_pool2d, max_pool2x2, PoolSpec};
+pub use residual::{BlockKind, ResidualBlock};
+pub use trace::{Trace, TraceRow};

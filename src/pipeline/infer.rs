@@ -4,7 +4,7 @@ use candle_core::Device;
 use thiserror::Error;
 
 use super::{Frame, InferOptions, Outputs, StageTimings};
-use crate::models::{LoadedModel, ModelError, ModelFolder, WeightsSource};
+use crate::models::{LoadedModel, ModelError, ModelFolder, Task, WeightsSource};
 use crate::postprocess::{blend_overlay, logits_to_class_mask, resize_mask_nearest};
 use crate::preprocess::{resize_rgb, rgb_to_input_tensor, InputError};
 
@@ -28,6 +28,15 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(segmentation_model: &ModelFolder, device: Device) -> Result<Self, ModelError> {
         let segmentation = segmentation_model.load(&device)?;
+        if segmentation.config.task != Task::Segmentation {
+            return Err(ModelError::ConfigInvalid {
+                path: segmentation_model.config_path(),
+                message: format!(
+                    "task is {:?}; segmentation_model needs a segmentation model (a U-Net)",
+                    segmentation.config.task
+                ),
+            });
+        }
         let palette = segmentation
             .config
             .classes
@@ -56,7 +65,7 @@ impl Pipeline {
         let small = resize_rgb(&frame.rgb, config.input.width, config.input.height)?;
         let input = rgb_to_input_tensor(&small, &config.normalization, &self.device)?;
         let preprocessed = Instant::now();
-        let logits = self.segmentation.unet.forward_t(&input, false)?;
+        let logits = self.segmentation.network.forward_t(&[input], false)?;
         let class_ids = logits_to_class_mask(&logits)?;
         let inferred = Instant::now();
         let mask = resize_mask_nearest(&class_ids, frame.rgb.width, frame.rgb.height)?;

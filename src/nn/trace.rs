@@ -1,0 +1,76 @@
+use candle_core::Tensor;
+
+/// Records each layer's output shape during a forward pass, for `perception_train summary`.
+/// Off (the default for inference and training), `record` does nothing.
+#[derive(Debug, Default)]
+pub struct Trace {
+    rows: Option<Vec<TraceRow>>,
+    /// Module path of the sub-network being traced (`backbone` inside PoseNet).
+    scope: Vec<String>,
+}
+
+/// One layer: its display name, the module paths whose parameters it owns, its output shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TraceRow {
+    pub name: String,
+    pub modules: Vec<String>,
+    pub shape: Vec<usize>,
+}
+
+impl Trace {
+    pub fn off() -> Self {
+        Self::default()
+    }
+
+    pub fn on() -> Self {
+        Self {
+            rows: Some(Vec::new()),
+            scope: Vec::new(),
+        }
+    }
+
+    /// Names recorded until the matching [`Trace::exit`] are inside module `name`.
+    pub fn enter(&mut self, name: &str) {
+        self.scope.push(name.to_string());
+    }
+
+    pub fn exit(&mut self) {
+        self.scope.pop();
+    }
+
+    fn scoped(&self, name: &str) -> String {
+        self.scope
+            .iter()
+            .map(String::as_str)
+            .chain([name])
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
+    /// Notes that the layer `name` (its PyTorch module path) produced `x`.
+    pub fn record(&mut self, name: impl Into<String>, x: &Tensor) {
+        let name = name.into();
+        self.record_modules(&name, &[name.clone()], x);
+    }
+
+    /// Like [`Trace::record`] for a layer made of several modules (a convolution and the
+    /// batch norm beside it).
+    pub fn record_modules(&mut self, name: &str, modules: &[String], x: &Tensor) {
+        if self.rows.is_none() {
+            return;
+        }
+        let row = TraceRow {
+            name: self.scoped(name),
+            modules: modules.iter().map(|m| self.scoped(m)).collect(),
+            shape: x.dims().to_vec(),
+        };
+        if let Some(rows) = &mut self.rows {
+            rows.push(row);
+        }
+    }
+
+    /// The layers in execution order; empty when off.
+    pub fn rows(&self) -> &[TraceRow] {
+        self.rows.as_deref().unwrap_or(&[])
+    }
+}
