@@ -11,5 +11,8 @@ echo "== cargo test --no-default-features (library and perception_train without 
 cargo test --no-default-features --lib --bin perception_train
 echo "== perception_train summary (no ROS)"
 target/debug/perception_train summary --model models/unet_seg_untrained | tail -1
+vgg16="$(target/debug/perception_train summary vgg16 | tail -1)"
+echo "vgg16: $vgg16"
+test "$vgg16" = "total params: 138357544"
 echo "== pytest: node with a real rclpy client, launch file, colcon install"
 python3 -m pytest tests -v -p no:cacheprovider

@@ -324,3 +324,63 @@ fn losses_match_pytorch() {
 fn networks_match_pytorch() {
     run_all(&["net_"]);
 }
+
+/// Each product network at its deployment size, seeded weights, the same input: CUDA output
+/// equals CPU output within the golden tolerance. Skips (and says so) without CUDA.
+#[test]
+fn cuda_output_equals_cpu_output() {
+    use perception::models::{DepthNetConfig, GraspNetConfig, PoseNetConfig, UNetConfig};
+    let Some(cuda) = devices().into_iter().find(|d| d.is_cuda()) else {
+        println!("skipped: this build has no CUDA or this machine no GPU");
+        return;
+    };
+    let cases = [
+        (
+            "unet",
+            Architecture::Unet(UNetConfig::small(3, 4)),
+            vec![vec![1, 3, 256, 320]],
+        ),
+        (
+            "depth",
+            Architecture::Depth(DepthNetConfig::small()),
+            vec![vec![1, 3, 256, 320]],
+        ),
+        (
+            "posenet",
+            Architecture::Posenet(PoseNetConfig::small()),
+            vec![vec![1, 3, 224, 224]],
+        ),
+        (
+            "grasp",
+            Architecture::GraspQuality(GraspNetConfig::small()),
+            vec![vec![64, 1, 32, 32], vec![64, 1]],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, architecture, shapes) in cases {
+        let run = |device: &Device| {
+            let varmap = VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+            let network = Network::new(&architecture, vb).unwrap();
+            perception::nn::init_seeded(&varmap, 11).unwrap();
+            let inputs: Vec<Tensor> = shapes
+                .iter()
+                .enumerate()
+                .map(|(i, shape)| {
+                    let n: usize = shape.iter().product();
+                    let values: Vec<f32> = (0..n)
+                        .map(|j| (((j * 7919 + i * 104_729) % 1000) as f32) / 500.0 - 1.0)
+                        .collect();
+                    Tensor::from_vec(values, shape.as_slice(), device).unwrap()
+                })
+                .collect();
+            network.forward_t(&inputs, false).unwrap()
+        };
+        let cpu = run(&Device::Cpu);
+        match compare(name, &run(&cuda), &cpu) {
+            Ok(r) => println!("{name}: CUDA vs CPU worst relative difference {r:.1e}"),
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
