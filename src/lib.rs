@@ -13,3 +13,4 @@ pub mod preprocess;
 #[cfg(feature = "ros")]
 pub mod ros;
 pub mod runtime;
+pub mod scene;

@@ -112,6 +112,15 @@ class Client:
                     return {kv.key: kv.value for kv in status.values}
         return {}
 
+    def masks_at(self, stamp):
+        """Masks whose header stamp equals `stamp` (builtin_interfaces/Time) exactly."""
+        return [m for m in self.masks if (m.header.stamp.sec, m.header.stamp.nanosec) ==
+                (stamp.sec, stamp.nanosec)]
+
+    def overlays_at(self, stamp):
+        return [o for o in self.overlays if (o.header.stamp.sec, o.header.stamp.nanosec) ==
+                (stamp.sec, stamp.nanosec)]
+
     def masks_for(self, sec):
         return [m for m in self.masks if m.header.stamp.sec == sec]
 

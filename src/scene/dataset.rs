@@ -1,0 +1,571 @@
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use nalgebra::Point3;
+use rand::{rngs::StdRng, SeedableRng};
+use rayon::prelude::*;
+use serde::Serialize;
+use thiserror::Error;
+
+use super::bag::{BagError, BagFrame, BagGrasp, BagOptions, BagWriter};
+use super::camera::PinholeCamera;
+use super::config::SceneConfig;
+use super::grasps::grasp_candidates;
+use super::labels::FrameLabels;
+use super::render::{render, RenderedFrame};
+use super::sensor::{depth_to_millimetres, sense_depth};
+use super::texture::TexturedTarget;
+use super::viewpoints::sample_camera;
+use super::world::{ClassTable, Scene};
+
+#[derive(Debug, Error)]
+pub enum SceneError {
+    #[error("scene config {path}: {message}")]
+    Config { path: PathBuf, message: String },
+    #[error("output folder {0} exists and is not empty: give a new folder or remove it")]
+    OutputNotEmpty(PathBuf),
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot encode {path}: {message}")]
+    Encode { path: PathBuf, message: String },
+    #[error(transparent)]
+    Bag(#[from] BagError),
+}
+
+/// One rendered and labelled frame.
+pub struct GeneratedFrame {
+    pub labels: FrameLabels,
+    pub render: RenderedFrame,
+    /// What the depth sensor reports, 16UC1 millimetres (0 = no reading).
+    pub depth_mm: Vec<u16>,
+}
+
+/// The generator's fixed inputs; frames depend only on these and their index.
+pub struct Generator {
+    pub config: SceneConfig,
+    pub width: u32,
+    pub height: u32,
+    pub seed: u64,
+    targets: Vec<Arc<TexturedTarget>>,
+}
+
+impl Generator {
+    /// Checks the config and loads the target images.
+    pub fn new(
+        config: SceneConfig,
+        width: u32,
+        height: u32,
+        seed: u64,
+        config_path: &Path,
+    ) -> Result<Self, SceneError> {
+        let invalid = |message: String| SceneError::Config {
+            path: config_path.to_owned(),
+            message,
+        };
+        config.check().map_err(invalid)?;
+        if !(8..=8192).contains(&width) || !(8..=8192).contains(&height) {
+            return Err(invalid(format!(
+                "image size {width}x{height} outside 8..8192"
+            )));
+        }
+        let targets = config
+            .targets
+            .iter()
+            .map(|t| TexturedTarget::load(t).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid)?;
+        Ok(Self {
+            config,
+            width,
+            height,
+            seed,
+            targets,
+        })
+    }
+
+    /// The seed of frame `index`: SplitMix64 of the data set seed and the index, so frames
+    /// are independent of how many are generated and in which order.
+    pub fn frame_seed(&self, index: usize) -> u64 {
+        let mut z = self.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn frame(&self, index: usize) -> GeneratedFrame {
+        let seed = self.frame_seed(index);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let scene = Scene::generate(&self.config, &self.targets, &mut rng);
+        let look_at = Point3::new(0.0, 0.0, scene.bin_floor_z_m);
+        let camera: PinholeCamera = sample_camera(
+            &self.config.camera,
+            self.width,
+            self.height,
+            look_at,
+            &mut rng,
+        );
+        let rendered = render(&scene, &camera, self.config.boundary_px);
+        let sensed = sense_depth(
+            &rendered.depth_m,
+            &rendered.cos_incidence,
+            self.width as usize,
+            &self.config.sensor,
+            &mut rng,
+        );
+        let grasps = grasp_candidates(
+            &scene,
+            &camera,
+            &self.config.gripper,
+            &self.config.suction,
+            &mut rng,
+        );
+        GeneratedFrame {
+            labels: FrameLabels::new(index, seed, &scene, &camera, &rendered, grasps),
+            depth_mm: depth_to_millimetres(&sensed),
+            render: rendered,
+        }
+    }
+
+    pub fn classes(&self) -> ClassTable {
+        ClassTable::new(self.config.objects.classes)
+    }
+}
+
+/// What `write_dataset` did.
+#[derive(Clone, Debug)]
+pub struct GenerateReport {
+    pub frames: usize,
+    pub seconds: f64,
+    pub threads: usize,
+}
+
+impl GenerateReport {
+    pub fn frames_per_second(&self) -> f64 {
+        self.frames as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// `dataset.yaml`: what a reader needs to interpret the folder.
+#[derive(Serialize)]
+struct DatasetInfo<'a> {
+    format: &'static str,
+    count: usize,
+    width: u32,
+    height: u32,
+    seed: u64,
+    /// Relative paths; `{index}` is the frame number, six digits.
+    files: Files,
+    classes: Vec<ClassEntry>,
+    depth_unit: &'static str,
+    generator: &'a SceneConfig,
+}
+
+#[derive(Serialize)]
+struct Files {
+    rgb: &'static str,
+    depth: &'static str,
+    mask: &'static str,
+    instances: &'static str,
+    labels: &'static str,
+}
+
+#[derive(Serialize)]
+struct ClassEntry {
+    id: usize,
+    name: String,
+    color: [u8; 3],
+}
+
+const FOLDERS: [&str; 5] = ["rgb", "depth", "mask", "instances", "labels"];
+
+/// Renders `count` frames in parallel into `out` (PNG RGB, 16-bit PNG depth in mm, PNG class
+/// and instance masks, JSON labels, `dataset.yaml` last) and, with `bag`, also into an MCAP
+/// rosbag2 in frame order. `progress` is called with the number of frames done.
+pub fn write_dataset(
+    generator: &Generator,
+    count: usize,
+    out: &Path,
+    bag: Option<(&Path, BagOptions)>,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<GenerateReport, SceneError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| SceneError::Io { path, source }
+    };
+    if out.exists() && std::fs::read_dir(out).map_err(io(out))?.next().is_some() {
+        return Err(SceneError::OutputNotEmpty(out.to_owned()));
+    }
+    for folder in FOLDERS.iter().chain(if generator.config.write_normals {
+        &["normals"][..]
+    } else {
+        &[]
+    }) {
+        let dir = out.join(folder);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    }
+    let mut bag = match bag {
+        Some((path, options)) => Some(BagWriter::create(path, options)?),
+        None => None,
+    };
+    let started = Instant::now();
+    let threads = rayon::current_num_threads();
+    let render_and_write = |index: usize| -> Result<GeneratedFrame, SceneError> {
+        let frame = generator.frame(index);
+        write_frame_files(out, &frame, generator.config.write_normals)?;
+        Ok(frame)
+    };
+    match &mut bag {
+        None => {
+            // Frames are independent: one parallel loop, no barriers.
+            let done = std::sync::atomic::AtomicUsize::new(0);
+            (0..count).into_par_iter().try_for_each(|index| {
+                render_and_write(index)?;
+                progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
+                Ok::<_, SceneError>(())
+            })?;
+        }
+        Some(bag) => {
+            // Chunks keep the bag in frame order while every thread renders and writes files.
+            let chunk = 16 * threads;
+            for start in (0..count).step_by(chunk) {
+                let frames: Vec<GeneratedFrame> = (start..(start + chunk).min(count))
+                    .into_par_iter()
+                    .map(render_and_write)
+                    .collect::<Result<_, _>>()?;
+                for frame in &frames {
+                    bag.write_frame(&bag_frame(frame, &bag_grasps(frame)))?;
+                }
+                progress(start + frames.len());
+            }
+        }
+    }
+    if let Some(bag) = bag {
+        bag.finish()?;
+    }
+    let classes = generator.classes();
+    let info = DatasetInfo {
+        format: "perception-bin-picking/1",
+        count,
+        width: generator.width,
+        height: generator.height,
+        seed: generator.seed,
+        files: Files {
+            rgb: "rgb/{index}.png",
+            depth: "depth/{index}.png",
+            mask: "mask/{index}.png",
+            instances: "instances/{index}.png",
+            labels: "labels/{index}.json",
+        },
+        classes: classes
+            .names
+            .iter()
+            .zip(&classes.colors)
+            .enumerate()
+            .map(|(id, (name, color))| ClassEntry {
+                id,
+                name: name.clone(),
+                color: *color,
+            })
+            .collect(),
+        depth_unit: "millimetres, 0 = no reading",
+        generator: &generator.config,
+    };
+    let yaml = serde_yaml::to_string(&info).expect("dataset info serialises");
+    let path = out.join("dataset.yaml");
+    std::fs::write(&path, yaml).map_err(io(&path))?;
+    Ok(GenerateReport {
+        frames: count,
+        seconds: started.elapsed().as_secs_f64(),
+        threads,
+    })
+}
+
+fn bag_grasps(frame: &GeneratedFrame) -> Vec<BagGrasp> {
+    frame
+        .labels
+        .grasps
+        .iter()
+        .map(|g| BagGrasp {
+            gripper_type: g.gripper.message_constant(),
+            position_m: g.position_camera_m,
+            orientation_xyzw: g.orientation_camera_xyzw,
+            quality: g.quality as f32,
+            width_m: g.width_m as f32,
+            center_x_px: g.center_px[0] as f32,
+            center_y_px: g.center_px[1] as f32,
+            angle_rad: g.angle_rad as f32,
+            approach_depth_m: g.approach_depth_m as f32,
+            instance_id: g.instance_id,
+        })
+        .collect()
+}
+
+fn bag_frame<'a>(frame: &'a GeneratedFrame, grasps: &'a [BagGrasp]) -> BagFrame<'a> {
+    let l = &frame.labels;
+    BagFrame {
+        width: frame.render.width,
+        height: frame.render.height,
+        rgb: &frame.render.rgb,
+        depth_mm: &frame.depth_mm,
+        class_mask: &frame.render.class_mask,
+        instance_mask: &frame.render.instance_mask,
+        intrinsics: [
+            l.intrinsics.fx,
+            l.intrinsics.fy,
+            l.intrinsics.cx,
+            l.intrinsics.cy,
+        ],
+        cell_from_camera_translation_m: l.cell_from_camera.translation_m,
+        cell_from_camera_rotation_xyzw: l.cell_from_camera.rotation_xyzw,
+        grasps,
+    }
+}
+
+fn write_frame_files(out: &Path, frame: &GeneratedFrame, normals: bool) -> Result<(), SceneError> {
+    let name = format!("{:06}", frame.labels.index);
+    let r = &frame.render;
+    let (w, h) = (r.width, r.height);
+    write_png(
+        &out.join("rgb").join(format!("{name}.png")),
+        w,
+        h,
+        png::ColorType::Rgb,
+        png::BitDepth::Eight,
+        &r.rgb,
+    )?;
+    write_png(
+        &out.join("mask").join(format!("{name}.png")),
+        w,
+        h,
+        png::ColorType::Grayscale,
+        png::BitDepth::Eight,
+        &r.class_mask,
+    )?;
+    let big_endian = |v: &[u16]| v.iter().flat_map(|x| x.to_be_bytes()).collect::<Vec<u8>>();
+    write_png(
+        &out.join("depth").join(format!("{name}.png")),
+        w,
+        h,
+        png::ColorType::Grayscale,
+        png::BitDepth::Sixteen,
+        &big_endian(&frame.depth_mm),
+    )?;
+    write_png(
+        &out.join("instances").join(format!("{name}.png")),
+        w,
+        h,
+        png::ColorType::Grayscale,
+        png::BitDepth::Sixteen,
+        &big_endian(&r.instance_mask),
+    )?;
+    if normals {
+        let bytes: Vec<u8> = r
+            .normals_camera
+            .iter()
+            .flat_map(|n| n.map(|c| ((c + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8))
+            .collect();
+        write_png(
+            &out.join("normals").join(format!("{name}.png")),
+            w,
+            h,
+            png::ColorType::Rgb,
+            png::BitDepth::Eight,
+            &bytes,
+        )?;
+    }
+    let path = out.join("labels").join(format!("{name}.json"));
+    let json = serde_json::to_vec_pretty(&frame.labels).expect("labels serialise");
+    std::fs::write(&path, json).map_err(|source| SceneError::Io { path, source })
+}
+
+fn write_png(
+    path: &Path,
+    width: u32,
+    height: u32,
+    color: png::ColorType,
+    depth: png::BitDepth,
+    data: &[u8],
+) -> Result<(), SceneError> {
+    let encode = |message: String| SceneError::Encode {
+        path: path.to_owned(),
+        message,
+    };
+    let file = std::fs::File::create(path).map_err(|source| SceneError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut encoder = png::Encoder::new(BufWriter::new(file), width, height);
+    encoder.set_color(color);
+    encoder.set_depth(depth);
+    // Synthetic images are flat-shaded: the fast setting compresses them well enough.
+    encoder.set_compression(png::Compression::Fast);
+    let mut writer = encoder.write_header().map_err(|e| encode(e.to_string()))?;
+    writer
+        .write_image_data(data)
+        .map_err(|e| encode(e.to_string()))?;
+    writer.finish().map_err(|e| encode(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scene::camera::look_at;
+    use crate::scene::config::{DepthModel, ObjectsConfig};
+    use crate::scene::labels::PoseLabel;
+    use nalgebra::{Isometry3, Quaternion, Translation3, UnitQuaternion, Vector3};
+
+    fn generator(seed: u64) -> Generator {
+        let mut config = SceneConfig::default();
+        config.sensor.depth_model = DepthModel::Ideal;
+        config.objects = ObjectsConfig {
+            count: [8, 12],
+            ..Default::default()
+        };
+        Generator::new(config, 160, 120, seed, Path::new("(test)")).unwrap()
+    }
+
+    fn iso(p: &PoseLabel) -> Isometry3<f64> {
+        let [x, y, z, w] = p.rotation_xyzw;
+        Isometry3::from_parts(
+            Translation3::from(Vector3::from(p.translation_m)),
+            UnitQuaternion::from_quaternion(Quaternion::new(w, x, y, z)),
+        )
+    }
+
+    #[test]
+    fn depth_of_the_bin_floor_seen_straight_down_is_the_height_difference() {
+        let config = SceneConfig {
+            objects: ObjectsConfig {
+                count: [0, 0],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut rng = StdRng::seed_from_u64(0);
+        let scene = Scene::generate(&config, &[], &mut rng);
+        let eye = Point3::new(0.0, 0.0, 0.8);
+        let camera =
+            PinholeCamera::from_fov(64, 48, 40.0, look_at(eye, Point3::new(0.0, 0.0, 0.0), 0.0));
+        let frame = render(&scene, &camera, 2);
+        let expected = 0.8 - config.bin.floor_thickness_m;
+        // A plane parallel to the image has the same z everywhere it is seen.
+        for v in 16..32 {
+            for u in 16..48 {
+                let d = frame.depth_m[v * 64 + u] as f64;
+                assert!(
+                    (d - expected).abs() < 1e-6,
+                    "pixel ({u}, {v}): {d} vs {expected}"
+                );
+                assert_eq!(frame.class_mask[v * 64 + u], crate::scene::world::CLASS_BIN);
+            }
+        }
+    }
+
+    #[test]
+    fn masks_depth_and_object_poses_agree() {
+        let g = generator(5);
+        for index in 0..3 {
+            let f = g.frame(index);
+            let (w, l) = (f.render.width as usize, &f.labels);
+            let mut checked = 0;
+            for (i, &id) in f.render.instance_mask.iter().enumerate() {
+                if id == 0 {
+                    continue;
+                }
+                // Back-project the pixel with its depth; in the labelled object's frame the point
+                // lies on that object's surface, and the class matches.
+                let (u, v) = ((i % w) as f64 + 0.5, (i / w) as f64 + 0.5);
+                let z = f.render.depth_m[i] as f64;
+                let p_cam = Point3::new(
+                    (u - l.intrinsics.cx) / l.intrinsics.fx * z,
+                    (v - l.intrinsics.cy) / l.intrinsics.fy * z,
+                    z,
+                );
+                let object = &l.objects[id as usize - 1];
+                assert_eq!(object.instance_id, id);
+                let p_obj = iso(&object.camera_from_object).inverse() * p_cam;
+                let sd = object.shape.signed_distance_local(&p_obj);
+                assert!(
+                    sd.abs() < 1e-4,
+                    "frame {index} pixel {i}: {sd} m off object {id}"
+                );
+                let class = f.render.class_mask[i];
+                assert!(class == object.class_id || class == g.classes().boundary());
+                checked += 1;
+            }
+            assert!(checked > 200, "only {checked} object pixels");
+            for object in &l.objects {
+                if let Some([x0, y0, x1, y1]) = object.box_px {
+                    assert!(x0 <= x1 && y0 <= y1 && (x1 as usize) < w);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn frames_are_deterministic_and_independent_of_order() {
+        let g = generator(11);
+        let a = g.frame(7);
+        let _ = g.frame(3);
+        let b = g.frame(7);
+        assert_eq!(a.render.rgb, b.render.rgb);
+        assert_eq!(a.depth_mm, b.depth_mm);
+        assert_eq!(a.labels, b.labels);
+        assert_ne!(g.frame(8).render.rgb, a.render.rgb);
+        let realistic =
+            Generator::new(SceneConfig::default(), 160, 120, 11, Path::new("(test)")).unwrap();
+        assert_eq!(realistic.frame(2).depth_mm, realistic.frame(2).depth_mm);
+    }
+
+    #[test]
+    fn grasp_labels_are_sane() {
+        let g = generator(21);
+        let (mut successes, mut total) = (0, 0);
+        for index in 0..4 {
+            let f = g.frame(index);
+            for grasp in &f.labels.grasps {
+                total += 1;
+                assert!((0.0..=1.0).contains(&grasp.quality));
+                assert_eq!(grasp.success, grasp.quality >= 0.5);
+                let object = &f.labels.objects[grasp.instance_id as usize - 1];
+                let cell_from_object = iso(&object.cell_from_object);
+                // Every contact lies on its object's surface.
+                for c in &grasp.contacts_cell_m {
+                    let local = cell_from_object.inverse() * Point3::from(Vector3::from(*c));
+                    let sd = object.shape.signed_distance_local(&local);
+                    assert!(sd.abs() < 1e-6, "contact {sd} m off the surface");
+                }
+                let [x, y] = grasp.center_px;
+                assert!(x >= 0.0 && y >= 0.0 && x < 160.0 && y < 120.0);
+                if grasp.success {
+                    successes += 1;
+                    match grasp.gripper {
+                        crate::scene::grasps::GripperKind::ParallelJaw => {
+                            assert!(grasp.width_m >= g.config.gripper.min_width_m);
+                            assert!(
+                                grasp.width_m + 2.0 * g.config.gripper.clearance_m
+                                    <= g.config.gripper.max_width_m
+                            );
+                            assert_eq!(grasp.contacts_cell_m.len(), 2);
+                        }
+                        crate::scene::grasps::GripperKind::Suction => {
+                            assert_eq!(grasp.contacts_cell_m.len(), 1)
+                        }
+                    }
+                }
+                // The camera-frame pose is the cell-frame centre seen from the camera.
+                let cam = iso(&f.labels.cell_from_camera);
+                let p = cam.inverse() * Point3::from(Vector3::from(grasp.center_cell_m));
+                assert!((p.coords - Vector3::from(grasp.position_camera_m)).norm() < 1e-9);
+                assert!((p.z - grasp.approach_depth_m).abs() < 1e-9);
+            }
+        }
+        // Both outcomes occur, so a classifier has something to learn.
+        assert!(successes > 0 && successes < total, "{successes} of {total}");
+    }
+}

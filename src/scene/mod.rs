@@ -1,0 +1,16 @@
+//! The synthetic bin-picking world: scenes of planar-faced objects in a bin, an exact
+//! ray-casting renderer with a depth-sensor model, grasp labels, and writers for data sets
+//! and rosbag2 files. Pure Rust, no ROS.
+
+pub mod bag;
+pub mod camera;
+pub mod config;
+pub mod dataset;
+pub mod geometry;
+pub mod grasps;
+pub mod labels;
+pub mod render;
+pub mod sensor;
+pub mod texture;
+pub mod viewpoints;
+pub mod world;

@@ -1,0 +1,93 @@
+use std::path::{Path, PathBuf};
+
+use nalgebra::{Isometry3, Point3, Translation3, UnitQuaternion, Vector3};
+
+use super::config::TargetConfig;
+use super::geometry::{Hit, Ray, EPSILON_M};
+
+/// An RGB image printed on a rectangle: a calibration board or a poster in the cell.
+#[derive(Clone, Debug)]
+pub struct TexturedTarget {
+    pub image_path: PathBuf,
+    pub width_px: u32,
+    pub height_px: u32,
+    pub rgb: Vec<u8>,
+    pub size_m: [f64; 2],
+    /// The target's frame: centre at the origin, image x along local x, image y along local
+    /// -y (so the picture reads correctly seen from +z), facing +z.
+    pub cell_from_target: Isometry3<f64>,
+}
+
+impl TexturedTarget {
+    pub fn load(config: &TargetConfig) -> Result<Self, String> {
+        let (width_px, height_px, rgb) = read_png_rgb(&config.image)?;
+        let [r, p, y] = config.rpy_deg.map(f64::to_radians);
+        Ok(Self {
+            image_path: config.image.clone(),
+            width_px,
+            height_px,
+            rgb,
+            size_m: config.size_m,
+            cell_from_target: Isometry3::from_parts(
+                Translation3::from(Vector3::from(config.position_m)),
+                UnitQuaternion::from_euler_angles(r, p, y),
+            ),
+        })
+    }
+
+    /// Hit on the front face and the texel colour there.
+    pub fn intersect(&self, ray: &Ray, t_max: f64) -> Option<(Hit, [u8; 3])> {
+        let inv = self.cell_from_target.inverse();
+        let o = inv * ray.origin;
+        let d = inv * ray.direction;
+        if d.z >= -1e-12 {
+            return None; // parallel or seen from behind
+        }
+        let t = -o.z / d.z;
+        if t <= EPSILON_M || t >= t_max {
+            return None;
+        }
+        let p: Point3<f64> = o + d * t;
+        let (u, v) = (p.x / self.size_m[0] + 0.5, 0.5 - p.y / self.size_m[1]);
+        if !(0.0..1.0).contains(&u) || !(0.0..1.0).contains(&v) {
+            return None;
+        }
+        let (px, py) = (
+            (u * self.width_px as f64) as usize,
+            (v * self.height_px as f64) as usize,
+        );
+        let i = 3 * (py * self.width_px as usize + px);
+        let colour = [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]];
+        let normal = self.cell_from_target * Vector3::z();
+        Some((Hit { t, normal }, colour))
+    }
+}
+
+/// Reads an 8-bit PNG (grey, grey+alpha, RGB or RGBA) as packed RGB.
+pub fn read_png_rgb(path: &Path) -> Result<(u32, u32, Vec<u8>), String> {
+    let fail =
+        |e: &dyn std::fmt::Display| format!("cannot read target image {}: {e}", path.display());
+    let file = std::fs::File::open(path).map_err(|e| fail(&e))?;
+    let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = decoder.read_info().map_err(|e| fail(&e))?;
+    let mut buf = vec![
+        0;
+        reader
+            .output_buffer_size()
+            .ok_or_else(|| fail(&"image too large"))?
+    ];
+    let info = reader.next_frame(&mut buf).map_err(|e| fail(&e))?;
+    let channels = info.color_type.samples();
+    let pixels = (info.width * info.height) as usize;
+    let rgb = (0..pixels)
+        .flat_map(|i| {
+            let px = &buf[i * channels..(i + 1) * channels];
+            match channels {
+                1 | 2 => [px[0], px[0], px[0]],
+                _ => [px[0], px[1], px[2]],
+            }
+        })
+        .collect();
+    Ok((info.width, info.height, rgb))
+}
