@@ -14,3 +14,4 @@ pub mod preprocess;
 pub mod ros;
 pub mod runtime;
 pub mod scene;
+pub mod train;
