@@ -11,7 +11,8 @@ cd "$ROOT"
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 
 # 1. apt packages ---------------------------------------------------------------------------
-APT_PACKAGES=(cmake clang libclang-dev libopencv-dev pkg-config python3-venv)
+# dataset-fashion-mnist: real images for the classification training config (31 MB).
+APT_PACKAGES=(cmake clang libclang-dev libopencv-dev pkg-config python3-venv dataset-fashion-mnist)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use perception::models::{preset, summarize, ModelFolder, PresetOptions, Task, PRESET_NAMES};
+use perception::pipeline::{select_device, DeviceChoice};
 use perception::scene::bag::BagOptions;
 use perception::scene::config::SceneConfig;
 use perception::scene::dataset::{write_dataset, Generator};
+use perception::train::{fit_classification, TrainConfig};
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +43,18 @@ enum Command {
         /// Hidden layer widths of an MLP, e.g. 100 or 300,100
         #[arg(long, value_delimiter = ',', num_args = 1)]
         hidden: Option<Vec<usize>>,
+    },
+    /// Train a network as a training config says (config/train/*.yaml); checkpoints every
+    /// epoch into the config's run folder, keeps the best model in <out>/model.
+    Fit {
+        #[arg(long)]
+        config: PathBuf,
+        /// Continue the run from its checkpoint
+        #[arg(long)]
+        resume: bool,
+        /// auto | cpu | cuda:N
+        #[arg(long, default_value = "auto")]
+        device: DeviceChoice,
     },
     /// Render synthetic bin-picking frames (RGB, depth, masks, labels with grasps) into a data
     /// set folder and optionally an MCAP rosbag2.
@@ -128,6 +142,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ),
             };
             println!("{}", summarize(&architecture, input)?);
+        }
+        Command::Fit {
+            config,
+            resume,
+            device,
+        } => {
+            let text = std::fs::read_to_string(&config)
+                .with_context(|| format!("reading training config {}", config.display()))?;
+            let train_config: TrainConfig = serde_yaml::from_str(&text)
+                .with_context(|| format!("training config {} is not valid", config.display()))?;
+            let selected = select_device(device);
+            if let Some(reason) = &selected.fallback_reason {
+                eprintln!("warning: {reason}");
+            }
+            eprintln!("training {} on {}", train_config.name, selected.label);
+            let report = fit_classification(&train_config, resume, &selected.device)?;
+            println!(
+                "{}: {} epochs ({:.1} s/epoch), best validation accuracy {:.4} at epoch {}, test accuracy {:.4}; model in {}",
+                train_config.name,
+                report.epochs_run,
+                report.seconds_per_epoch,
+                report.best_validation_accuracy,
+                report.best_epoch,
+                report.test.accuracy,
+                report.run.join("model").display()
+            );
         }
         Command::Generate {
             scenes,

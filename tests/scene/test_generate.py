@@ -48,7 +48,12 @@ def test_dataset_and_bag_agree(tmp_path):
     assert np.array_equal(first['/ground_truth/segmentation']['pixels'], mask)
     assert np.array_equal(first['/ground_truth/instances']['pixels'], instances)
     labels = json.loads((out / 'labels' / '000000.json').read_text())
-    assert len(first['/ground_truth/grasps']['grasps']) == len(labels['grasps'])
+    grasps = first['/ground_truth/grasps']
+    assert len(grasps) == len(labels['grasps']) > 0
+    for ours, label in zip(grasps, labels['grasps']):
+        assert abs(ours['quality'] - label['quality']) < 1e-6
+        assert ours['instance_id'] == label['instance_id']
+        assert np.allclose(ours['position_m'], label['position_camera_m'])
     k = first['/camera/color/camera_info']
     assert (k['fx'], k['cx']) == (labels['intrinsics']['fx'], labels['intrinsics']['cx'])
     # 15 Hz stamps.

@@ -1,0 +1,102 @@
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Init, OptimizerConfig, Schedule};
+use crate::models::Architecture;
+
+/// Where the training examples come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataConfig {
+    /// Classification from IDX files (MNIST layout): images (N, H, W) and labels (N).
+    Idx {
+        train_images: PathBuf,
+        train_labels: PathBuf,
+        test_images: PathBuf,
+        test_labels: PathBuf,
+        class_names: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyStopping {
+    /// Epochs without a better validation metric before stopping.
+    pub patience: usize,
+}
+
+/// `config/train/<run>.yaml`: one training run. Every technique of the course is a key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Name of the trained model folder written into the run folder (`<out>/model`).
+    pub name: String,
+    #[serde(with = "serde_yaml::with::singleton_map_recursive")]
+    pub data: DataConfig,
+    #[serde(with = "serde_yaml::with::singleton_map_recursive")]
+    pub architecture: Architecture,
+    /// Run folder: checkpoint, CSV log, metrics, the best model.
+    pub out: PathBuf,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    #[serde(
+        default = "constant",
+        with = "serde_yaml::with::singleton_map_recursive"
+    )]
+    pub schedule: Schedule,
+    #[serde(with = "serde_yaml::with::singleton_map_recursive")]
+    pub optimizer: OptimizerConfig,
+    #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
+    pub init: Init,
+    /// Penalties on the weights added to the loss.
+    #[serde(default)]
+    pub l1: f64,
+    #[serde(default)]
+    pub l2: f64,
+    /// Per-channel mean/std from the training split, stored in model.yaml.
+    #[serde(default = "yes")]
+    pub normalize: bool,
+    /// Fraction of the training set held out for validation (early stopping, best model).
+    #[serde(default = "tenth")]
+    pub validation_fraction: f64,
+    #[serde(default)]
+    pub early_stopping: Option<EarlyStopping>,
+    pub seed: u64,
+}
+
+fn constant() -> Schedule {
+    Schedule::Constant
+}
+fn yes() -> bool {
+    true
+}
+fn tenth() -> f64 {
+    0.1
+}
+
+impl TrainConfig {
+    pub fn check(&self) -> Result<(), String> {
+        if self.epochs == 0 || self.batch_size == 0 {
+            return Err("epochs and batch_size must be at least 1".into());
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return Err(format!(
+                "learning_rate must be positive, got {}",
+                self.learning_rate
+            ));
+        }
+        if !(0.0..0.9).contains(&self.validation_fraction) {
+            return Err(format!(
+                "validation_fraction must be within [0, 0.9), got {}",
+                self.validation_fraction
+            ));
+        }
+        if self.l1 < 0.0 || self.l2 < 0.0 {
+            return Err("l1 and l2 must not be negative".into());
+        }
+        self.schedule.check()?;
+        self.architecture.check()
+    }
+}
