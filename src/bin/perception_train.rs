@@ -11,7 +11,7 @@ use perception::pipeline::{select_device, DeviceChoice};
 use perception::scene::bag::BagOptions;
 use perception::scene::config::SceneConfig;
 use perception::scene::dataset::{write_dataset, Generator};
-use perception::train::{fit_classification, TrainConfig};
+use perception::train::{fit, TrainConfig};
 
 #[derive(Parser)]
 #[command(
@@ -157,15 +157,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("warning: {reason}");
             }
             eprintln!("training {} on {}", train_config.name, selected.label);
-            let report = fit_classification(&train_config, resume, &selected.device)?;
+            let report = fit(&train_config, resume, &selected.device)?;
             println!(
-                "{}: {} epochs ({:.1} s/epoch), best validation accuracy {:.4} at epoch {}, test accuracy {:.4}; model in {}",
+                "{}: {} epochs ({:.1} s/epoch), best validation {} {:.4} at epoch {}, test {} {:.4}; model in {}",
                 train_config.name,
                 report.epochs_run,
                 report.seconds_per_epoch,
-                report.best_validation_accuracy,
+                report.test.score_name,
+                report.best_validation_score,
                 report.best_epoch,
-                report.test.accuracy,
+                report.test.score_name,
+                report.test.score,
                 report.run.join("model").display()
             );
         }

@@ -17,6 +17,9 @@ pub enum DataConfig {
         test_labels: PathBuf,
         class_names: Vec<String>,
     },
+    /// Segmentation from `perception_train generate` folders: a training folder (split into
+    /// training and validation) and a held-out test folder generated with another seed.
+    Generated { train: PathBuf, test: PathBuf },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

@@ -5,19 +5,21 @@
 mod checkpoint;
 mod classification;
 mod config;
+mod fit;
 mod init;
 mod optimizer;
 mod regularization;
 mod schedule;
+mod segmentation;
 mod train_error;
 
 pub use checkpoint::{load_checkpoint, publish_model, save_checkpoint, Progress, CHECKPOINT_FILE};
-pub use classification::{
-    evaluate, fit_classification, ClassificationMetrics, ClassificationSet, FitReport,
-};
+pub use classification::{ClassificationMetrics, ClassificationSet};
 pub use config::{DataConfig, EarlyStopping, TrainConfig};
+pub use fit::{fit, Evaluation, Examples, FitReport};
 pub use init::{initialize, Init};
 pub use optimizer::{Optimizer, OptimizerConfig, Param};
 pub use regularization::weight_penalty;
 pub use schedule::Schedule;
+pub use segmentation::{SegmentationMetrics, SegmentationSet};
 pub use train_error::TrainError;

@@ -1,0 +1,86 @@
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A data set folder written by `perception_train generate` (or made by hand in the same
+/// layout): `rgb/NNNNNN.png`, `mask/NNNNNN.png`, ..., and `dataset.yaml`.
+#[derive(Clone, Debug)]
+pub struct BinDataset {
+    pub root: PathBuf,
+    pub count: usize,
+    pub width: u32,
+    pub height: u32,
+    pub class_names: Vec<String>,
+    pub class_colors: Vec<[u8; 3]>,
+}
+
+#[derive(Deserialize)]
+struct Info {
+    count: usize,
+    width: u32,
+    height: u32,
+    classes: Vec<ClassEntry>,
+}
+
+#[derive(Deserialize)]
+struct ClassEntry {
+    name: String,
+    color: [u8; 3],
+}
+
+impl BinDataset {
+    pub fn open(root: &Path) -> Result<Self, String> {
+        let path = root.join("dataset.yaml");
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            format!(
+                "cannot read {}: {e}; give a folder made by `perception_train generate`",
+                path.display()
+            )
+        })?;
+        let info: Info = serde_yaml::from_str(&text)
+            .map_err(|e| format!("{} is not valid: {e}", path.display()))?;
+        Ok(Self {
+            root: root.to_owned(),
+            count: info.count,
+            width: info.width,
+            height: info.height,
+            class_names: info.classes.iter().map(|c| c.name.clone()).collect(),
+            class_colors: info.classes.iter().map(|c| c.color).collect(),
+        })
+    }
+
+    pub fn rgb(&self, index: usize) -> Result<Vec<u8>, String> {
+        self.read(index, "rgb", png::ColorType::Rgb)
+    }
+
+    pub fn mask(&self, index: usize) -> Result<Vec<u8>, String> {
+        self.read(index, "mask", png::ColorType::Grayscale)
+    }
+
+    fn read(&self, index: usize, folder: &str, color: png::ColorType) -> Result<Vec<u8>, String> {
+        let path = self.root.join(folder).join(format!("{index:06}.png"));
+        let fail = |e: &dyn std::fmt::Display| format!("cannot read {}: {e}", path.display());
+        let file = std::fs::File::open(&path).map_err(|e| fail(&e))?;
+        let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+            .read_info()
+            .map_err(|e| fail(&e))?;
+        let mut buf = vec![
+            0;
+            reader
+                .output_buffer_size()
+                .ok_or_else(|| fail(&"too large"))?
+        ];
+        let info = reader.next_frame(&mut buf).map_err(|e| fail(&e))?;
+        if (info.width, info.height) != (self.width, self.height)
+            || info.color_type != color
+            || info.bit_depth != png::BitDepth::Eight
+        {
+            return Err(fail(&format!(
+                "expected {}x{} 8-bit {color:?}, found {}x{} {:?} {:?}",
+                self.width, self.height, info.width, info.height, info.bit_depth, info.color_type
+            )));
+        }
+        buf.truncate(info.buffer_size());
+        Ok(buf)
+    }
+}

@@ -1,0 +1,202 @@
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use serde::Serialize;
+
+use super::fit::{Evaluation, Examples};
+use super::TrainError;
+use crate::data::BinDataset;
+use crate::models::{ClassInfo, Network};
+use crate::nn::loss::cross_entropy;
+use crate::preprocess::Normalization;
+
+/// A generated (or hand-made, same layout) data set in memory: RGB images and class masks.
+pub struct SegmentationSet {
+    pub width: usize,
+    pub height: usize,
+    pub classes: Vec<ClassInfo>,
+    images: Vec<u8>,
+    masks: Vec<u8>,
+    count: usize,
+    normalization: Normalization,
+}
+
+impl SegmentationSet {
+    /// Reads every frame of the data set folder `root`; its class table must have
+    /// `num_classes` entries.
+    pub fn open(root: &Path, num_classes: usize) -> Result<Self, TrainError> {
+        let dataset = BinDataset::open(root).map_err(TrainError::Data)?;
+        if dataset.class_names.len() != num_classes {
+            return Err(TrainError::Data(format!(
+                "{} has {} classes ({}) but the network outputs {num_classes}; generate with objects.classes: single for background/bin/object/boundary",
+                root.display(),
+                dataset.class_names.len(),
+                dataset.class_names.join(", ")
+            )));
+        }
+        let (mut images, mut masks) = (Vec::new(), Vec::new());
+        for i in 0..dataset.count {
+            images.extend(dataset.rgb(i).map_err(TrainError::Data)?);
+            let mask = dataset.mask(i).map_err(TrainError::Data)?;
+            if let Some(bad) = mask.iter().find(|&&c| c as usize >= num_classes) {
+                return Err(TrainError::Data(format!(
+                    "{} frame {i}: class {bad} outside the table",
+                    root.display()
+                )));
+            }
+            masks.extend(mask);
+        }
+        Ok(Self {
+            width: dataset.width as usize,
+            height: dataset.height as usize,
+            classes: dataset
+                .class_names
+                .iter()
+                .zip(&dataset.class_colors)
+                .map(|(name, color)| ClassInfo {
+                    name: name.clone(),
+                    color: *color,
+                })
+                .collect(),
+            images,
+            masks,
+            count: dataset.count,
+            normalization: Normalization::default(),
+        })
+    }
+}
+
+/// Per-class intersection over union from a confusion matrix, their mean over all classes and
+/// over the object classes (all but background, bin and boundary).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SegmentationMetrics {
+    pub miou: f64,
+    pub miou_objects: f64,
+    pub per_class_iou: Vec<f64>,
+    pub pixel_accuracy: f64,
+    pub loss: f64,
+}
+
+impl Examples for SegmentationSet {
+    fn len(&self) -> usize {
+        self.count
+    }
+
+    fn set_normalization(&mut self, training: &[usize]) {
+        let n = self.width * self.height;
+        let (mut sum, mut sq) = ([0f64; 3], [0f64; 3]);
+        for &i in training {
+            for px in self.images[i * n * 3..(i + 1) * n * 3].chunks_exact(3) {
+                for c in 0..3 {
+                    let v = px[c] as f64 / 255.0;
+                    sum[c] += v;
+                    sq[c] += v * v;
+                }
+            }
+        }
+        let count = (training.len() * n) as f64;
+        for c in 0..3 {
+            let mean = sum[c] / count;
+            self.normalization.mean[c] = mean as f32;
+            self.normalization.std[c] = (sq[c] / count - mean * mean).max(1e-12).sqrt() as f32;
+        }
+    }
+
+    fn set_normalization_to(&mut self, norm: &Normalization) {
+        self.normalization = norm.clone();
+    }
+
+    fn normalization_used(&self) -> Normalization {
+        self.normalization.clone()
+    }
+
+    fn batch(
+        &self,
+        indices: &[usize],
+        _train: bool,
+        device: &Device,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let n = self.width * self.height;
+        let norm = &self.normalization;
+        let mut x = Vec::with_capacity(indices.len() * 3 * n);
+        let mut y = Vec::with_capacity(indices.len() * n);
+        for &i in indices {
+            let rgb = &self.images[i * n * 3..(i + 1) * n * 3];
+            for c in 0..3 {
+                x.extend(
+                    rgb.iter()
+                        .skip(c)
+                        .step_by(3)
+                        .map(|&v| (v as f32 / 255.0 - norm.mean[c]) / norm.std[c]),
+                );
+            }
+            y.extend(self.masks[i * n..(i + 1) * n].iter().map(|&c| c as u32));
+        }
+        Ok((
+            Tensor::from_vec(x, (indices.len(), 3, self.height, self.width), device)?,
+            Tensor::from_vec(y, (indices.len(), self.height, self.width), device)?,
+        ))
+    }
+
+    fn loss(&self, output: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
+        cross_entropy(output, target)
+    }
+
+    fn evaluate(
+        &self,
+        network: &Network,
+        indices: &[usize],
+        device: &Device,
+    ) -> candle_core::Result<Evaluation> {
+        let k = self.classes.len();
+        let mut confusion = vec![vec![0u64; k]; k];
+        let mut loss_sum = 0.0;
+        for chunk in indices.chunks(8) {
+            let (x, y) = self.batch(chunk, false, device)?;
+            let logits = network.forward_t(&[x], false)?;
+            loss_sum += cross_entropy(&logits, &y)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
+            let predicted = logits.argmax(1)?.flatten_all()?.to_vec1::<u32>()?;
+            for (p, t) in predicted.iter().zip(y.flatten_all()?.to_vec1::<u32>()?) {
+                confusion[t as usize][*p as usize] += 1;
+            }
+        }
+        let iou: Vec<f64> = (0..k)
+            .map(|c| {
+                let tp = confusion[c][c] as f64;
+                let union = (0..k)
+                    .map(|j| confusion[c][j] + confusion[j][c])
+                    .sum::<u64>() as f64
+                    - tp;
+                if union > 0.0 {
+                    tp / union
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        let objects: Vec<f64> = (0..k)
+            .filter(|&c| {
+                !matches!(
+                    self.classes[c].name.as_str(),
+                    "background" | "bin" | "boundary"
+                )
+            })
+            .map(|c| iou[c])
+            .collect();
+        let total: u64 = confusion.iter().flatten().sum();
+        let metrics = SegmentationMetrics {
+            miou: iou.iter().sum::<f64>() / k as f64,
+            miou_objects: objects.iter().sum::<f64>() / objects.len().max(1) as f64,
+            per_class_iou: iou,
+            pixel_accuracy: (0..k).map(|c| confusion[c][c]).sum::<u64>() as f64
+                / total.max(1) as f64,
+            loss: loss_sum / indices.len().max(1) as f64,
+        };
+        Ok(Evaluation {
+            score: metrics.miou,
+            score_name: "mIoU",
+            loss: metrics.loss,
+            metrics: serde_json::to_value(&metrics).expect("metrics serialise"),
+        })
+    }
+}
