@@ -91,3 +91,89 @@ pub fn read_png_rgb(path: &Path) -> Result<(u32, u32, Vec<u8>), String> {
         .collect();
     Ok((info.width, info.height, rgb))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scene::camera::{look_at, PinholeCamera};
+    use crate::scene::config::{ObjectsConfig, SceneConfig};
+    use crate::scene::render::render;
+    use crate::scene::world::Scene;
+    use rand::SeedableRng;
+
+    #[test]
+    fn a_printed_board_shows_its_texels_where_the_camera_sees_them() {
+        // A 2x2 board of red, green / blue, white texels, 0.4 m square, lying on the floor
+        // beside the bin at x = 0.6 m, seen from straight above.
+        let dir = std::env::temp_dir().join(format!("perception-target-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("board.png");
+        let texels: [u8; 12] = [255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 255];
+        let mut encoder = png::Encoder::new(std::fs::File::create(&path).unwrap(), 2, 2);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder
+            .write_header()
+            .unwrap()
+            .write_image_data(&texels)
+            .unwrap();
+        let target = TexturedTarget::load(&TargetConfig {
+            image: path.clone(),
+            size_m: [0.4, 0.4],
+            position_m: [0.6, 0.0, 0.001],
+            rpy_deg: [0.0, 0.0, 0.0],
+        })
+        .unwrap();
+        let config = SceneConfig {
+            objects: ObjectsConfig {
+                count: [0, 0],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let scene = Scene::generate(
+            &config,
+            &[std::sync::Arc::new(target)],
+            &mut rand::rngs::StdRng::seed_from_u64(0),
+        );
+        let camera = PinholeCamera::from_fov(
+            80,
+            80,
+            40.0,
+            look_at(Point3::new(0.6, 0.0, 1.0), Point3::new(0.6, 0.0, 0.0), 0.0),
+        );
+        let frame = render(&scene, &camera, 1);
+        // Project each quadrant's centre into the image and check which channels are lit there.
+        let quadrants = [
+            ([-0.1, 0.1], 0),
+            ([0.1, 0.1], 1),
+            ([-0.1, -0.1], 2),
+            ([0.1, -0.1], 3),
+        ];
+        for ([dx, dy], texel) in quadrants {
+            let (u, v, _) = camera.project(&Point3::new(0.6 + dx, dy, 0.001)).unwrap();
+            let i = 3 * (v as usize * 80 + u as usize);
+            let got = &frame.rgb[i..i + 3];
+            let want = &texels[3 * texel..3 * texel + 3];
+            // Shading scales the colour but keeps which channels are lit.
+            for c in 0..3 {
+                assert_eq!(
+                    got[c] > 20,
+                    want[c] > 0,
+                    "texel {texel}: {got:?} vs {want:?}"
+                );
+            }
+            assert_eq!(
+                frame.class_mask[i / 3],
+                crate::scene::world::CLASS_BACKGROUND
+            );
+        }
+        let missing = TexturedTarget::load(&TargetConfig {
+            image: dir.join("none.png"),
+            size_m: [1.0, 1.0],
+            position_m: [0.0; 3],
+            rpy_deg: [0.0; 3],
+        });
+        assert!(missing.unwrap_err().contains("none.png"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
