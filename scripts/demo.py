@@ -4,8 +4,8 @@
 rclpy, receive its masks and overlays, write them as PNG files next to the ground truth, and
 print the segmentation quality against the bag's ground truth and the node's latency.
 
-Run through `make demo` (it sets up the machine and the environment first). Until trained
-models land the node runs an untrained U-Net: the overlays show the plumbing, not quality.
+Run through `make demo` (it sets up the machine and the environment first). The node runs its
+default segmentation model, models/unet_bin_seg (trained on generated scenes at 160x120).
 """
 import sys
 import time
@@ -92,13 +92,13 @@ def main():
     iou = np.diag(confusion) / np.maximum(union, 1)
     print(f'perception demo: {len(frames)} frames of {BAG.relative_to(ROOT)} replayed, '
           f'{len(latencies_ms)} masks received')
-    print('segmentation vs ground truth (the shipped model is UNTRAINED until the training issue lands):')
+    model = Path(diagnostics.get('segmentation_model', '?')).name
+    print(f'segmentation vs ground truth, model {model}:')
     print('  ' + ', '.join(f'{name} IoU {v:.3f}' for name, v in zip(MODEL_CLASSES, iou)) +
           f'; mIoU {iou.mean():.3f}')
     print(f'  publish-to-mask latency: median {np.median(latencies_ms):.1f} ms, '
           f'max {np.max(latencies_ms):.1f} ms (includes resends of lost best-effort frames)')
-    for key in ('frames_processed', 'latency_inference_mean_ms', 'latency_end_to_end_mean_ms', 'device',
-                'segmentation_model'):
+    for key in ('frames_processed', 'latency_inference_mean_ms', 'latency_end_to_end_mean_ms', 'device'):
         if key in diagnostics:
             print(f'  node {key}: {diagnostics[key]}')
     print(f'images: {OUT}/frame*_input_overlay_truth.png (input | overlay | ground truth); '

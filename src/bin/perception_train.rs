@@ -11,7 +11,7 @@ use perception::pipeline::{select_device, DeviceChoice};
 use perception::scene::bag::BagOptions;
 use perception::scene::config::SceneConfig;
 use perception::scene::dataset::{write_dataset, Generator};
-use perception::train::{fit, TrainConfig};
+use perception::train::{evaluate_model, fit, TrainConfig};
 
 #[derive(Parser)]
 #[command(
@@ -52,6 +52,18 @@ enum Command {
         /// Continue the run from its checkpoint
         #[arg(long)]
         resume: bool,
+        /// auto | cpu | cuda:N
+        #[arg(long, default_value = "auto")]
+        device: DeviceChoice,
+    },
+    /// Evaluate a model folder on a data set; prints the task's metrics as one JSON object.
+    Eval {
+        /// Model folder (model.yaml + model.safetensors)
+        #[arg(long)]
+        model: PathBuf,
+        /// Data set folder from `perception_train generate` (segmentation models)
+        #[arg(long)]
+        data: PathBuf,
         /// auto | cpu | cuda:N
         #[arg(long, default_value = "auto")]
         device: DeviceChoice,
@@ -170,6 +182,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 report.test.score,
                 report.run.join("model").display()
             );
+        }
+        Command::Eval {
+            model,
+            data,
+            device,
+        } => {
+            let selected = select_device(device);
+            let loaded = ModelFolder::new(&model)
+                .load(&selected.device)
+                .with_context(|| format!("loading {}", model.display()))?;
+            let metrics = evaluate_model(&loaded, &data, &selected.device)?;
+            println!("{}", serde_json::to_string(&metrics.metrics)?);
         }
         Command::Generate {
             scenes,

@@ -80,6 +80,9 @@ pub fn save_weights(varmap: &VarMap, path: &Path) -> Result<(), ModelError> {
         .unwrap_or_default();
     let tmp: PathBuf = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
     varmap.save(&tmp)?;
+    // safetensors creates the file owner-only; a model is for every user of the robot.
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .map_err(io(&tmp))?;
     std::fs::File::open(&tmp)
         .and_then(|f| f.sync_all())
         .map_err(io(&tmp))?;

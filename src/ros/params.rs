@@ -54,7 +54,7 @@ impl Default for NodeParams {
             depth_timeout_s: 1.0,
             device: "auto".into(),
             models_dir: "models".into(),
-            segmentation_model: "unet_seg_untrained".into(),
+            segmentation_model: "unet_bin_seg".into(),
             overlay_alpha: 0.5,
             max_image_pixels: 4096 * 4096,
             diagnostics_period_s: 1.0,
@@ -137,7 +137,7 @@ impl NodeParams {
             return Err(reject(
                 "segmentation_model",
                 "''",
-                "name a folder inside models_dir, e.g. unet_seg_untrained",
+                "name a folder inside models_dir, e.g. unet_bin_seg",
             ));
         }
         if self.models_dir.is_empty() {
@@ -254,7 +254,7 @@ mod tests {
         assert_eq!(config.mode, QueueMode::Live);
         assert_eq!(
             config.segmentation_model_dir,
-            PathBuf::from("models/unet_seg_untrained")
+            PathBuf::from("models/unet_bin_seg")
         );
     }
 

@@ -12,7 +12,7 @@ use super::classification::ClassificationSet;
 use super::segmentation::SegmentationSet;
 use super::{initialize, weight_penalty, DataConfig, Optimizer, Param, TrainConfig, TrainError};
 use crate::models::{
-    assign_weights_strict, ClassInfo, InputSize, ModelConfig, ModelFolder, Network,
+    assign_weights_strict, ClassInfo, InputSize, LoadedModel, ModelConfig, ModelFolder, Network,
 };
 use crate::preprocess::Normalization;
 
@@ -346,4 +346,37 @@ pub fn fit(config: &TrainConfig, resume: bool, device: &Device) -> Result<FitRep
         test: metrics,
         seconds_per_epoch: epoch_seconds.iter().sum::<f64>() / epoch_seconds.len().max(1) as f64,
     })
+}
+
+/// The task's metrics of a trained model folder on a data set folder, with the model's own
+/// normalisation. Today: segmentation on `perception_train generate` folders.
+pub fn evaluate_model(
+    model: &LoadedModel,
+    data: &std::path::Path,
+    device: &Device,
+) -> Result<Evaluation, TrainError> {
+    let classes = model.config.classes.len();
+    match model.config.task {
+        crate::models::Task::Segmentation => {
+            let mut set = SegmentationSet::open(data, classes)?;
+            if (set.width as u32, set.height as u32)
+                != (model.config.input.width, model.config.input.height)
+            {
+                return Err(TrainError::Data(format!(
+                    "{} is {}x{} but the model takes {}x{}: generate the data set at the model's input size",
+                    data.display(),
+                    set.width,
+                    set.height,
+                    model.config.input.width,
+                    model.config.input.height
+                )));
+            }
+            set.set_normalization_to(&model.config.normalization);
+            let all: Vec<usize> = (0..set.len()).collect();
+            Ok(set.evaluate(&model.network, &all, device)?)
+        }
+        other => Err(TrainError::Config(format!(
+            "eval of {other:?} models comes with their training"
+        ))),
+    }
 }

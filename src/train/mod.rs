@@ -16,7 +16,7 @@ mod train_error;
 pub use checkpoint::{load_checkpoint, publish_model, save_checkpoint, Progress, CHECKPOINT_FILE};
 pub use classification::{ClassificationMetrics, ClassificationSet};
 pub use config::{DataConfig, EarlyStopping, TrainConfig};
-pub use fit::{fit, Evaluation, Examples, FitReport};
+pub use fit::{evaluate_model, fit, Evaluation, Examples, FitReport};
 pub use init::{initialize, Init};
 pub use optimizer::{Optimizer, OptimizerConfig, Param};
 pub use regularization::weight_penalty;

@@ -2,6 +2,9 @@
 headers, malformed input, parameters."""
 import numpy as np
 import pytest
+import yaml
+from conftest import TEST_PARAMS
+from launch_cmdline import SHARE
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 
@@ -21,6 +24,14 @@ def running(start_node, rclpy_context):
     yield node, client
     client.destroy()
     assert node.stop() == 0, node.output()
+
+
+def model_palette():
+    """Class id -> overlay colour of the segmentation model the tests run (class 0, the
+    background, is not blended)."""
+    params = yaml.safe_load(TEST_PARAMS.read_text())['/**']['ros__parameters']
+    model = yaml.safe_load((SHARE / 'models' / params['segmentation_model'] / 'model.yaml').read_text())
+    return {i: tuple(c['color']) for i, c in enumerate(model['classes']) if i > 0}
 
 
 def assert_answers(msg, mask):
@@ -156,7 +167,7 @@ def test_run_time_parameters_are_validated(running):
     client.wait_for(lambda: client.overlays_for(600), 'overlay', node_process=node)
     overlay = np.frombuffer(bytes(client.overlays_for(600)[0].data), np.uint8)
     mask = np.frombuffer(bytes(client.masks_for(600)[0].data), np.uint8)
-    palette = {1: (70, 130, 180), 2: (255, 160, 0), 3: (220, 20, 60)}
+    palette = model_palette()
     rgb = overlay.reshape(-1, 3)
     for class_id, colour in palette.items():
         assert all(tuple(p) == colour for p in rgb[mask == class_id])
