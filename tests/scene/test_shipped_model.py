@@ -8,12 +8,16 @@ ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ROOT / 'target' / 'debug' / 'perception_train'
 
 
-def test_shipped_unet_segments_new_scenes(tmp_path):
-    data = tmp_path / 'scenes'
-    subprocess.run([str(TRAIN), 'generate', '--scenes', '12', '--out', str(data), '--seed', '77',
-                    '--width', '160', '--height', '120',
+def generate(out, scenes, seed, width, height):
+    subprocess.run([str(TRAIN), 'generate', '--scenes', str(scenes), '--out', str(out), '--seed', str(seed),
+                    '--width', str(width), '--height', str(height),
                     '--config', str(ROOT / 'config' / 'scene' / 'bin_picking_single_class.yaml')],
                    check=True, capture_output=True, timeout=300)
+
+
+def test_shipped_unet_segments_new_scenes(tmp_path):
+    data = tmp_path / 'scenes'
+    generate(data, 12, 77, 160, 120)
     result = subprocess.run([str(TRAIN), 'eval', '--model', str(ROOT / 'models' / 'unet_bin_seg'),
                              '--data', str(data), '--device', 'cpu'],
                             capture_output=True, text=True, timeout=300)
@@ -27,10 +31,7 @@ def test_shipped_unet_segments_new_scenes(tmp_path):
 
 def test_eval_names_a_size_mismatch(tmp_path):
     data = tmp_path / 'big'
-    subprocess.run([str(TRAIN), 'generate', '--scenes', '1', '--out', str(data), '--seed', '1',
-                    '--width', '64', '--height', '48',
-                    '--config', str(ROOT / 'config' / 'scene' / 'bin_picking_single_class.yaml')],
-                   check=True, capture_output=True, timeout=300)
+    generate(data, 1, 1, 64, 48)
     result = subprocess.run([str(TRAIN), 'eval', '--model', str(ROOT / 'models' / 'unet_bin_seg'),
                              '--data', str(data)], capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and '160x120' in result.stderr, result.stderr
