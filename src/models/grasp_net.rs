@@ -76,6 +76,11 @@ pub struct GraspNet {
 }
 
 impl GraspNet {
+    /// Restarts the dropout masks' generator (each epoch of a resumable run).
+    pub fn reseed_dropout(&self, seed: u64) {
+        self.dropout.reseed(seed);
+    }
+
     pub fn new(cfg: &GraspNetConfig, vb: VarBuilder) -> Result<Self> {
         cfg.check().map_err(candle_core::Error::msg)?;
         let relu = Some(Activation::Relu);

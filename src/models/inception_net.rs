@@ -73,6 +73,11 @@ pub struct InceptionNet {
 }
 
 impl InceptionNet {
+    /// Restarts the dropout masks' generator (each epoch of a resumable run).
+    pub fn reseed_dropout(&self, seed: u64) {
+        self.dropout.reseed(seed);
+    }
+
     pub fn new(cfg: &InceptionNetConfig, vb: VarBuilder) -> Result<Self> {
         cfg.check().map_err(candle_core::Error::msg)?;
         let relu = Some(Activation::Relu);

@@ -46,6 +46,11 @@ pub struct Mlp {
 }
 
 impl Mlp {
+    /// Restarts the dropout masks' generator (each epoch of a resumable run).
+    pub fn reseed_dropout(&self, seed: u64) {
+        self.dropout.reseed(seed);
+    }
+
     pub fn new(cfg: &MlpConfig, vb: VarBuilder) -> Result<Self> {
         let widths: Vec<usize> = std::iter::once(cfg.inputs)
             .chain(cfg.hidden.iter().copied())

@@ -44,6 +44,19 @@ impl Network {
         }
     }
 
+    /// Restarts every dropout layer's mask generator from `seed`, so that a run resumed at an
+    /// epoch draws the same masks as an uninterrupted one. Networks without dropout ignore it.
+    pub fn reseed_dropout(&self, seed: u64) {
+        match self {
+            Self::Mlp(net) => net.reseed_dropout(seed),
+            Self::Vgg(net) => net.reseed_dropout(seed),
+            Self::InceptionNet(net) => net.reseed_dropout(seed),
+            Self::Posenet(net) => net.reseed_dropout(seed),
+            Self::GraspQuality(net) => net.reseed_dropout(seed),
+            Self::Lenet5(_) | Self::Resnet(_) | Self::Unet(_) | Self::Depth(_) => {}
+        }
+    }
+
     pub fn forward_t(&self, inputs: &[Tensor], train: bool) -> Result<Tensor> {
         self.forward_traced(inputs, train, &mut Trace::off())
     }

@@ -69,6 +69,11 @@ pub struct PoseNet {
 }
 
 impl PoseNet {
+    /// Restarts the dropout masks' generator (each epoch of a resumable run).
+    pub fn reseed_dropout(&self, seed: u64) {
+        self.dropout.reseed(seed);
+    }
+
     pub fn new(cfg: &PoseNetConfig, vb: VarBuilder) -> Result<Self> {
         let backbone_cfg = cfg.backbone();
         Ok(Self {

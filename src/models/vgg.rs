@@ -86,6 +86,11 @@ pub struct Vgg {
 }
 
 impl Vgg {
+    /// Restarts the dropout masks' generator (each epoch of a resumable run).
+    pub fn reseed_dropout(&self, seed: u64) {
+        self.dropout.reseed(seed);
+    }
+
     pub fn new(cfg: &VggConfig, vb: VarBuilder) -> Result<Self> {
         cfg.check().map_err(candle_core::Error::msg)?;
         let relu = Some(Activation::Relu);

@@ -243,7 +243,8 @@ mod tests {
                 hidden: vec![16],
                 outputs: 2,
                 activation: Activation::Relu,
-                dropout: 0.0,
+                // Dropout on: resuming must restart its masks exactly too.
+                dropout: 0.2,
             }),
             out: dir.join("run"),
             epochs,

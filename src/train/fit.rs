@@ -222,10 +222,12 @@ pub fn fit(config: &TrainConfig, resume: bool, device: &Device) -> Result<FitRep
     while progress.epoch < config.epochs {
         let epoch = progress.epoch + 1;
         let started = Instant::now();
+        // Batch order and dropout masks restart from the seed and the epoch: what makes
+        // --resume give the same losses as an uninterrupted run.
+        let epoch_seed = config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9);
         let mut batch_order = training.to_vec();
-        batch_order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(
-            config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9),
-        ));
+        batch_order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(epoch_seed));
+        network.reseed_dropout(epoch_seed);
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         let batches = batch_order.len().div_ceil(config.batch_size);
         for (b, chunk) in batch_order.chunks(config.batch_size).enumerate() {
