@@ -362,7 +362,7 @@ fn cuda_output_equals_cpu_output() {
             let varmap = VarMap::new();
             let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
             let network = Network::new(&architecture, vb).unwrap();
-            perception::nn::init_seeded(&varmap, 11).unwrap();
+            perception::nn::initialize(&varmap, perception::nn::Init::He, 11).unwrap();
             let inputs: Vec<Tensor> = shapes
                 .iter()
                 .enumerate()

@@ -31,4 +31,4 @@ pub use resnet::{ResNet, ResNetConfig, Stem};
 pub use summary::{preset, summarize, PresetOptions, Summary, SummaryRow, PRESET_NAMES};
 pub use unet::{UNet, UNetConfig};
 pub use vgg::{Vgg, VggConfig};
-pub use weights::{assign_weights_strict, load_weights_strict, save_weights};
+pub use weights::{assign_weights_strict, load_weights_strict, replace_file, save_weights};

@@ -7,7 +7,7 @@ use thiserror::Error;
 pub enum ModelError {
     #[error("model config {path} not found: give the model folder's path (it holds model.yaml and model.safetensors), e.g. models/<name>")]
     ConfigMissing { path: PathBuf },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read or write {path}: {source}")]
     Io {
         path: PathBuf,
         source: std::io::Error,

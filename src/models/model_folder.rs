@@ -4,7 +4,7 @@ use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 
 use super::{load_weights_strict, ModelConfig, ModelError, Network};
-use crate::nn::init_seeded;
+use crate::nn::{initialize, Init};
 
 pub const CONFIG_FILE: &str = "model.yaml";
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -69,7 +69,7 @@ impl ModelFolder {
             load_weights_strict(&varmap, &weights_path, device)?;
             WeightsSource::File(weights_path)
         } else if let Some(seed) = config.untrained_seed {
-            init_seeded(&varmap, seed)?;
+            initialize(&varmap, Init::He, seed)?;
             WeightsSource::UntrainedSeed(seed)
         } else {
             return Err(ModelError::WeightsMissing { path: weights_path });

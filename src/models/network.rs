@@ -187,7 +187,7 @@ mod tests {
                 VarBuilder::from_varmap(&varmap, DType::F32, &dev),
             )
             .unwrap();
-            crate::nn::init_seeded(&varmap, 3).unwrap();
+            crate::nn::initialize(&varmap, crate::nn::Init::He, 3).unwrap();
             let inputs: Vec<Tensor> = input_shapes
                 .iter()
                 .map(|s| Tensor::randn(0f32, 1., s.as_slice(), &dev).unwrap())

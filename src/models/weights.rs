@@ -83,12 +83,21 @@ pub fn save_weights(varmap: &VarMap, path: &Path) -> Result<(), ModelError> {
     // safetensors creates the file owner-only; a model is for every user of the robot.
     std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))
         .map_err(io(&tmp))?;
-    std::fs::File::open(&tmp)
+    replace_file(&tmp, path)
+}
+
+/// Moves the finished temporary file `tmp` over `path`: flushes it to disk, renames it (atomic
+/// within a folder) and flushes the folder so the rename itself survives a power cut.
+pub fn replace_file(tmp: &Path, path: &Path) -> Result<(), ModelError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ModelError::Io { path, source }
+    };
+    std::fs::File::open(tmp)
         .and_then(|f| f.sync_all())
-        .map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))?;
+        .map_err(io(tmp))?;
+    std::fs::rename(tmp, path).map_err(io(path))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        // Makes the rename itself durable.
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(io(dir))?;

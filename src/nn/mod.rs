@@ -15,7 +15,7 @@ pub use activation::{Activation, LEAKY_RELU_SLOPE};
 pub use conv_block::{conv2d_exact_grad, ConvBnAct, ConvSpec, DoubleConv};
 pub use dropout::Dropout;
 pub use inception::{Inception, InceptionSpec};
-pub use init::init_seeded;
+pub use init::{initialize, Init};
 pub use pool::{avg_pool2d, global_avg_pool, max_pool2d, max_pool2x2, PoolSpec};
 pub use residual::{BlockKind, ResidualBlock};
 pub use trace::{Trace, TraceRow};

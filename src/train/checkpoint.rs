@@ -5,7 +5,7 @@ use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 
 use super::TrainError;
-use crate::models::{save_weights, ModelConfig};
+use crate::models::{replace_file, save_weights, ModelConfig};
 
 /// Where a run is, besides weights and optimiser: saved with them every epoch.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -52,7 +52,7 @@ pub fn save_checkpoint(
     let path = run.join(CHECKPOINT_FILE);
     let tmp = run.join(format!(".{CHECKPOINT_FILE}.tmp-{}", std::process::id()));
     candle_core::safetensors::save(&tensors, &tmp)?;
-    sync_and_rename(&tmp, &path)
+    Ok(replace_file(&tmp, &path)?)
 }
 
 /// Reads a checkpoint: (weights by variable name, optimiser state, progress).
@@ -119,7 +119,7 @@ pub fn publish_model(
     let yaml_tmp = dir.join(".model.yaml.tmp");
     let yaml = serde_yaml::to_string(config).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
     std::fs::write(&yaml_tmp, yaml).map_err(io(&yaml_tmp))?;
-    sync_and_rename(&yaml_tmp, &dir.join("model.yaml"))?;
+    replace_file(&yaml_tmp, &dir.join("model.yaml"))?;
     let link = run.join("model");
     let link_tmp = run.join(".model.link.tmp");
     let _ = std::fs::remove_file(&link_tmp);
@@ -142,17 +142,4 @@ pub fn publish_model(
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError {
     let path = path.to_owned();
     move |source| TrainError::Io { path, source }
-}
-
-fn sync_and_rename(tmp: &Path, path: &Path) -> Result<(), TrainError> {
-    std::fs::File::open(tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(io(tmp))?;
-    std::fs::rename(tmp, path).map_err(io(path))?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(dir))?;
-    }
-    Ok(())
 }

@@ -3,6 +3,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor, D};
 use serde::Serialize;
 
+use super::channel_moments::ChannelMoments;
 use super::fit::{Evaluation, Examples};
 use super::TrainError;
 use crate::data::read_idx;
@@ -91,26 +92,13 @@ impl ClassificationSet {
     pub fn statistics(&self, indices: &[usize]) -> Normalization {
         let n = self.sample_len();
         let plane = self.shape[1] * self.shape[2];
-        let mut sum = [0f64; 3];
-        let mut sq = [0f64; 3];
-        let mut count = [0f64; 3];
+        let mut moments = ChannelMoments::default();
         for &i in indices {
             for (j, &v) in self.images[i * n..(i + 1) * n].iter().enumerate() {
-                let c = (j / plane).min(2);
-                sum[c] += v as f64;
-                sq[c] += (v as f64).powi(2);
-                count[c] += 1.0;
+                moments.add((j / plane).min(2), v as f64);
             }
         }
-        let mut norm = Normalization::default();
-        for c in 0..3 {
-            // Grey images: the one channel's statistics stand for all three.
-            let k = if count[c] > 0.0 { c } else { 0 };
-            let mean = sum[k] / count[k];
-            norm.mean[c] = mean as f32;
-            norm.std[c] = ((sq[k] / count[k] - mean * mean).max(1e-12)).sqrt() as f32;
-        }
-        norm
+        moments.normalization()
     }
 }
 
@@ -256,7 +244,7 @@ mod tests {
                 nesterov: false,
                 weight_decay: 0.0,
             },
-            init: crate::train::Init::He,
+            init: crate::nn::Init::He,
             l1: 0.0,
             l2: 1e-4,
             normalize: true,

@@ -2,8 +2,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Init, OptimizerConfig, Schedule};
+use super::{OptimizerConfig, Schedule};
 use crate::models::Architecture;
+use crate::nn::Init;
 
 /// Where the training examples come from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -10,10 +10,11 @@ use rand::SeedableRng;
 use super::checkpoint::{load_checkpoint, publish_model, save_checkpoint, Progress};
 use super::classification::ClassificationSet;
 use super::segmentation::SegmentationSet;
-use super::{initialize, weight_penalty, DataConfig, Optimizer, Param, TrainConfig, TrainError};
+use super::{weight_penalty, DataConfig, Optimizer, Param, TrainConfig, TrainError};
 use crate::models::{
     assign_weights_strict, ClassInfo, InputSize, LoadedModel, ModelConfig, ModelFolder, Network,
 };
+use crate::nn::initialize;
 use crate::preprocess::Normalization;
 
 /// A task's examples as the training loop sees them.

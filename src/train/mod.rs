@@ -1,12 +1,13 @@
-//! Training: the optimisers, schedules, initialisations and regularisers of the course,
+//! Training: the optimisers, schedules and regularisers of the course (initialisations are in
+//! `nn`, shared with the untrained start-up models),
 //! written for Candle (which lacks momentum, checkpointable Adam, schedules and penalties),
 //! and the training loops with atomic checkpoints.
 
+mod channel_moments;
 mod checkpoint;
 mod classification;
 mod config;
 mod fit;
-mod init;
 mod optimizer;
 mod regularization;
 mod schedule;
@@ -17,7 +18,6 @@ pub use checkpoint::{load_checkpoint, publish_model, save_checkpoint, Progress, 
 pub use classification::{ClassificationMetrics, ClassificationSet};
 pub use config::{DataConfig, EarlyStopping, TrainConfig};
 pub use fit::{evaluate_model, fit, Evaluation, Examples, FitReport};
-pub use init::{initialize, Init};
 pub use optimizer::{Optimizer, OptimizerConfig, Param};
 pub use regularization::weight_penalty;
 pub use schedule::Schedule;

@@ -3,6 +3,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
+use super::channel_moments::ChannelMoments;
 use super::fit::{Evaluation, Examples};
 use super::TrainError;
 use crate::data::BinDataset;
@@ -84,22 +85,15 @@ impl Examples for SegmentationSet {
 
     fn set_normalization(&mut self, training: &[usize]) {
         let n = self.width * self.height;
-        let (mut sum, mut sq) = ([0f64; 3], [0f64; 3]);
+        let mut moments = ChannelMoments::default();
         for &i in training {
             for px in self.images[i * n * 3..(i + 1) * n * 3].chunks_exact(3) {
-                for c in 0..3 {
-                    let v = px[c] as f64 / 255.0;
-                    sum[c] += v;
-                    sq[c] += v * v;
+                for (c, &v) in px.iter().enumerate() {
+                    moments.add(c, v as f64 / 255.0);
                 }
             }
         }
-        let count = (training.len() * n) as f64;
-        for c in 0..3 {
-            let mean = sum[c] / count;
-            self.normalization.mean[c] = mean as f32;
-            self.normalization.std[c] = (sq[c] / count - mean * mean).max(1e-12).sqrt() as f32;
-        }
+        self.normalization = moments.normalization();
     }
 
     fn set_normalization_to(&mut self, norm: &Normalization) {
