@@ -4,6 +4,16 @@ use candle_core::{DType, Result, Tensor, D};
 /// Softmax + cross-entropy (natural log), for classification (B, K) with targets (B) or for
 /// segmentation (B, K, H, W) with per-pixel targets (B, H, W); targets are class ids (u32).
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    weighted_cross_entropy(logits, targets, None)
+}
+
+/// [`cross_entropy`] with optional per-class weights (K), normalised by the weights of the
+/// targets as PyTorch's `weight=` does: rare classes (a 1-px boundary) weigh more.
+pub fn weighted_cross_entropy(
+    logits: &Tensor,
+    targets: &Tensor,
+    class_weights: Option<&Tensor>,
+) -> Result<Tensor> {
     let k = logits.dim(1)?;
     let logits = match logits.rank() {
         2 => logits.clone(),
@@ -20,7 +30,21 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
         );
     }
     let log_p = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    log_p.gather(&targets.unsqueeze(1)?, 1)?.neg()?.mean_all()
+    let nll = log_p.gather(&targets.unsqueeze(1)?, 1)?.neg()?.squeeze(1)?;
+    match class_weights {
+        None => nll.mean_all(),
+        // PyTorch's `weight=`: sum_i w[t_i] nll_i / sum_i w[t_i].
+        Some(w) => {
+            if w.dims1()? != k {
+                candle_core::bail!(
+                    "cross_entropy: {} class weights for {k} classes",
+                    w.dims1()?
+                );
+            }
+            let w_t = w.to_dtype(nll.dtype())?.index_select(&targets, 0)?;
+            (nll * &w_t)?.sum_all()?.broadcast_div(&w_t.sum_all()?)
+        }
+    }
 }
 
 /// Mean squared error.
@@ -69,6 +93,31 @@ mod tests {
 
     fn scalar(t: Tensor) -> f32 {
         t.to_scalar::<f32>().unwrap()
+    }
+
+    #[test]
+    fn class_weights_follow_pytorch_weighted_mean() {
+        let logits = Tensor::new(&[[2.0f32, 0.0], [0.0, 1.0], [1.0, 1.0]], &Device::Cpu).unwrap();
+        let targets = Tensor::new(&[0u32, 1, 1], &Device::Cpu).unwrap();
+        let nll: Vec<f32> = [(2.0f32, 0.0f32, 0usize), (0.0, 1.0, 1), (1.0, 1.0, 1)]
+            .iter()
+            .map(|&(a, b, t)| {
+                let z = [a, b];
+                (a.exp() + b.exp()).ln() - z[t]
+            })
+            .collect();
+        // Class 1 weighs 4: (1 * nll0 + 4 * nll1 + 4 * nll2) / 9.
+        let by_hand = (nll[0] + 4.0 * nll[1] + 4.0 * nll[2]) / 9.0;
+        let w = Tensor::new(&[1.0f32, 4.0], &Device::Cpu).unwrap();
+        let got = scalar(weighted_cross_entropy(&logits, &targets, Some(&w)).unwrap());
+        assert!((got - by_hand).abs() < 1e-6, "{got} vs {by_hand}");
+        // Equal weights are the plain mean.
+        let ones = Tensor::new(&[2.0f32, 2.0], &Device::Cpu).unwrap();
+        let plain = scalar(cross_entropy(&logits, &targets).unwrap());
+        let same = scalar(weighted_cross_entropy(&logits, &targets, Some(&ones)).unwrap());
+        assert!((plain - same).abs() < 1e-6);
+        let wrong = Tensor::new(&[1.0f32, 1.0, 1.0], &Device::Cpu).unwrap();
+        assert!(weighted_cross_entropy(&logits, &targets, Some(&wrong)).is_err());
     }
 
     #[test]

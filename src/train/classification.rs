@@ -8,7 +8,7 @@ use super::fit::{Evaluation, Examples};
 use super::TrainError;
 use crate::data::read_idx;
 use crate::models::Network;
-use crate::nn::loss::cross_entropy;
+use crate::nn::loss::weighted_cross_entropy;
 use crate::preprocess::Normalization;
 
 /// Images as f32 in [0, 1], (N, C, H, W) row-major, and their class ids.
@@ -19,6 +19,8 @@ pub struct ClassificationSet {
     pub classes: usize,
     /// Applied to every batch; set from the training split.
     pub normalization: Normalization,
+    /// Per-class loss weights (`class_weights` in the config).
+    pub class_weights: Option<Vec<f32>>,
 }
 
 impl ClassificationSet {
@@ -55,7 +57,13 @@ impl ClassificationSet {
             shape: [1, x.dims[1], x.dims[2]],
             classes,
             normalization: Normalization::default(),
+            class_weights: None,
         })
+    }
+
+    pub fn with_class_weights(mut self, weights: Option<&[f64]>) -> Self {
+        self.class_weights = weights.map(|w| w.iter().map(|&x| x as f32).collect());
+        self
     }
 
     fn sample_len(&self) -> usize {
@@ -137,7 +145,11 @@ impl Examples for ClassificationSet {
     }
 
     fn loss(&self, output: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
-        cross_entropy(output, target)
+        let weights = match &self.class_weights {
+            Some(w) => Some(Tensor::new(w.as_slice(), output.device())?),
+            None => None,
+        };
+        weighted_cross_entropy(output, target, weights.as_ref())
     }
 
     fn evaluate(
@@ -152,7 +164,7 @@ impl Examples for ClassificationSet {
         for chunk in indices.chunks(512) {
             let (x, y) = self.batch_with(chunk, &self.normalization, device)?;
             let logits = network.forward_t(&[x], false)?;
-            loss_sum += cross_entropy(&logits, &y)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
+            loss_sum += self.loss(&logits, &y)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
             let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
             for (p, t) in predicted.iter().zip(y.to_vec1::<u32>()?) {
                 confusion[t as usize][*p as usize] += 1;
@@ -250,6 +262,7 @@ mod tests {
             normalize: true,
             validation_fraction: 0.2,
             early_stopping: None,
+            class_weights: None,
             seed: 3,
         }
     }

@@ -67,6 +67,10 @@ pub struct TrainConfig {
     pub validation_fraction: f64,
     #[serde(default)]
     pub early_stopping: Option<EarlyStopping>,
+    /// Per-class loss weights for classification and segmentation (PyTorch's `weight=`):
+    /// rare classes such as the 1-px boundary weigh more. One positive number per class.
+    #[serde(default)]
+    pub class_weights: Option<Vec<f64>>,
     pub seed: u64,
 }
 
@@ -99,6 +103,19 @@ impl TrainConfig {
         }
         if self.l1 < 0.0 || self.l2 < 0.0 {
             return Err("l1 and l2 must not be negative".into());
+        }
+        if let Some(w) = &self.class_weights {
+            if let Some(k) = self.architecture.num_classes() {
+                if w.len() != k {
+                    return Err(format!(
+                        "class_weights has {} entries for a {k}-class network: give one per class",
+                        w.len()
+                    ));
+                }
+            }
+            if w.iter().any(|&x| !(x > 0.0 && x.is_finite())) {
+                return Err(format!("class_weights must all be positive, got {w:?}"));
+            }
         }
         self.schedule.check()?;
         self.architecture.check()

@@ -89,8 +89,11 @@ fn prepare(config: &TrainConfig) -> Result<Prepared, TrainError> {
                     class_names.len()
                 )));
             }
-            let train = ClassificationSet::from_idx(train_images, train_labels, k)?;
-            let test = ClassificationSet::from_idx(test_images, test_labels, k)?;
+            let weights = config.class_weights.as_deref();
+            let train = ClassificationSet::from_idx(train_images, train_labels, k)?
+                .with_class_weights(weights);
+            let test =
+                ClassificationSet::from_idx(test_images, test_labels, k)?.with_class_weights(weights);
             let input = InputSize {
                 width: train.shape[2] as u32,
                 height: train.shape[1] as u32,
@@ -113,8 +116,9 @@ fn prepare(config: &TrainConfig) -> Result<Prepared, TrainError> {
             let k = classes.ok_or_else(|| {
                 TrainError::Config("generated segmentation data needs a U-Net".into())
             })?;
-            let train_set = SegmentationSet::open(train, k)?;
-            let test_set = SegmentationSet::open(test, k)?;
+            let weights = config.class_weights.as_deref();
+            let train_set = SegmentationSet::open(train, k)?.with_class_weights(weights);
+            let test_set = SegmentationSet::open(test, k)?.with_class_weights(weights);
             if (test_set.width, test_set.height) != (train_set.width, train_set.height) {
                 return Err(TrainError::Data(format!(
                     "{} and {} differ in image size",

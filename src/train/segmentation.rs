@@ -8,7 +8,7 @@ use super::fit::{Evaluation, Examples};
 use super::TrainError;
 use crate::data::BinDataset;
 use crate::models::{ClassInfo, Network};
-use crate::nn::loss::cross_entropy;
+use crate::nn::loss::weighted_cross_entropy;
 use crate::preprocess::Normalization;
 
 /// A generated (or hand-made, same layout) data set in memory: RGB images and class masks.
@@ -20,6 +20,7 @@ pub struct SegmentationSet {
     masks: Vec<u8>,
     count: usize,
     normalization: Normalization,
+    class_weights: Option<Vec<f32>>,
 }
 
 impl SegmentationSet {
@@ -63,7 +64,14 @@ impl SegmentationSet {
             masks,
             count: dataset.count,
             normalization: Normalization::default(),
+            class_weights: None,
         })
+    }
+
+    /// Weighs each class's pixels in the loss (one weight per class, checked by the config).
+    pub fn with_class_weights(mut self, weights: Option<&[f64]>) -> Self {
+        self.class_weights = weights.map(|w| w.iter().map(|&x| x as f32).collect());
+        self
     }
 }
 
@@ -133,7 +141,11 @@ impl Examples for SegmentationSet {
     }
 
     fn loss(&self, output: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
-        cross_entropy(output, target)
+        let weights = match &self.class_weights {
+            Some(w) => Some(Tensor::new(w.as_slice(), output.device())?),
+            None => None,
+        };
+        weighted_cross_entropy(output, target, weights.as_ref())
     }
 
     fn evaluate(
@@ -148,7 +160,7 @@ impl Examples for SegmentationSet {
         for chunk in indices.chunks(8) {
             let (x, y) = self.batch(chunk, false, device)?;
             let logits = network.forward_t(&[x], false)?;
-            loss_sum += cross_entropy(&logits, &y)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
+            loss_sum += self.loss(&logits, &y)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
             let predicted = logits.argmax(1)?.flatten_all()?.to_vec1::<u32>()?;
             for (p, t) in predicted.iter().zip(y.flatten_all()?.to_vec1::<u32>()?) {
                 confusion[t as usize][*p as usize] += 1;
