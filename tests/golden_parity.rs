@@ -104,11 +104,15 @@ fn compare(what: &str, got: &Tensor, expected: &Tensor) -> Result<f32, String> {
             expected.dims()
         ));
     }
-    let got = got
-        .to_device(&Device::Cpu)
-        .unwrap()
-        .to_dtype(DType::F32)
-        .unwrap();
+    // Both on the CPU: on a CUDA run the reference was loaded onto the GPU with the inputs.
+    let on_cpu = |t: &Tensor| {
+        t.to_device(&Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap()
+    };
+    let (got, expected) = (on_cpu(got), on_cpu(expected));
+    let expected = &expected;
     let diff = (&got - expected)
         .unwrap()
         .abs()

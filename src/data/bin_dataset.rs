@@ -2,6 +2,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::scene::labels::FrameLabels;
+
 /// A data set folder written by `perception_train generate` (or made by hand in the same
 /// layout): `rgb/NNNNNN.png`, `mask/NNNNNN.png`, ..., and `dataset.yaml`.
 #[derive(Clone, Debug)]
@@ -50,14 +52,47 @@ impl BinDataset {
     }
 
     pub fn rgb(&self, index: usize) -> Result<Vec<u8>, String> {
-        self.read(index, "rgb", png::ColorType::Rgb)
+        self.read(index, "rgb", png::ColorType::Rgb, png::BitDepth::Eight)
     }
 
     pub fn mask(&self, index: usize) -> Result<Vec<u8>, String> {
-        self.read(index, "mask", png::ColorType::Grayscale)
+        self.read(
+            index,
+            "mask",
+            png::ColorType::Grayscale,
+            png::BitDepth::Eight,
+        )
     }
 
-    fn read(&self, index: usize, folder: &str, color: png::ColorType) -> Result<Vec<u8>, String> {
+    /// The depth sensor's reading in millimetres, 0 where it has none (16-bit PNG).
+    pub fn depth_mm(&self, index: usize) -> Result<Vec<u16>, String> {
+        let bytes = self.read(
+            index,
+            "depth",
+            png::ColorType::Grayscale,
+            png::BitDepth::Sixteen,
+        )?;
+        Ok(bytes
+            .chunks_exact(2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+            .collect())
+    }
+
+    /// The frame's labels: camera pose and intrinsics, objects, grasp candidates.
+    pub fn labels(&self, index: usize) -> Result<FrameLabels, String> {
+        let path = self.root.join("labels").join(format!("{index:06}.json"));
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{} is not valid: {e}", path.display()))
+    }
+
+    fn read(
+        &self,
+        index: usize,
+        folder: &str,
+        color: png::ColorType,
+        depth: png::BitDepth,
+    ) -> Result<Vec<u8>, String> {
         let path = self.root.join(folder).join(format!("{index:06}.png"));
         let fail = |e: &dyn std::fmt::Display| format!("cannot read {}: {e}", path.display());
         let file = std::fs::File::open(&path).map_err(|e| fail(&e))?;
@@ -73,10 +108,10 @@ impl BinDataset {
         let info = reader.next_frame(&mut buf).map_err(|e| fail(&e))?;
         if (info.width, info.height) != (self.width, self.height)
             || info.color_type != color
-            || info.bit_depth != png::BitDepth::Eight
+            || info.bit_depth != depth
         {
             return Err(fail(&format!(
-                "expected {}x{} 8-bit {color:?}, found {}x{} {:?} {:?}",
+                "expected {}x{} {depth:?}-bit {color:?}, found {}x{} {:?} {:?}",
                 self.width, self.height, info.width, info.height, info.bit_depth, info.color_type
             )));
         }

@@ -23,10 +23,18 @@ pub struct GraspNetConfig {
     pub batch_norm: bool,
     #[serde(default)]
     pub dropout: f64,
+    /// Side of the square the patch covers at the grasp's depth, metres (the patch is
+    /// resampled from the depth image, so the model works at any camera resolution).
+    #[serde(default = "default_patch_width")]
+    pub patch_width_m: f64,
 }
 
 fn default_true() -> bool {
     true
+}
+
+fn default_patch_width() -> f64 {
+    0.12
 }
 
 impl GraspNetConfig {
@@ -38,6 +46,7 @@ impl GraspNetConfig {
             depth_fc: 16,
             batch_norm: true,
             dropout: 0.3,
+            patch_width_m: default_patch_width(),
         }
     }
 
@@ -49,6 +58,7 @@ impl GraspNetConfig {
             depth_fc: 4,
             batch_norm: true,
             dropout: 0.0,
+            patch_width_m: default_patch_width(),
         }
     }
 
@@ -57,6 +67,12 @@ impl GraspNetConfig {
             return Err(format!(
                 "grasp patch_size {} must be a multiple of 4, at least 8",
                 self.patch_size
+            ));
+        }
+        if !(self.patch_width_m > 0.0 && self.patch_width_m.is_finite()) {
+            return Err(format!(
+                "grasp patch_width_m must be positive, got {}",
+                self.patch_width_m
             ));
         }
         Ok(())

@@ -80,6 +80,23 @@ pub fn posenet_loss(
     (position_err + (rotation_err * beta)?)?.mean_all()
 }
 
+/// [`posenet_loss`] with the orientation error taken to the nearer of `q` and `-q`, which are
+/// the same rotation: `min(|q_pred - q|, |q_pred + q|)`. Without it, views all around the cell
+/// need a sign flip somewhere, and the regression is asked to jump across it.
+pub fn posenet_loss_antipodal(
+    position_pred: &Tensor,
+    quaternion_pred: &Tensor,
+    position: &Tensor,
+    quaternion: &Tensor,
+    beta: f64,
+) -> Result<Tensor> {
+    let q_unit = quaternion.broadcast_div(&quaternion.sqr()?.sum_keepdim(1)?.sqrt()?)?;
+    let position_err = euclidean(&(position_pred - position)?)?;
+    let rotation_err = euclidean(&(quaternion_pred - &q_unit)?)?
+        .minimum(&euclidean(&(quaternion_pred + &q_unit)?)?)?;
+    (position_err + (rotation_err * beta)?)?.mean_all()
+}
+
 /// Row-wise Euclidean norm with a tiny floor inside the root, so the gradient at zero error is
 /// finite.
 fn euclidean(x: &Tensor) -> Result<Tensor> {
@@ -93,6 +110,24 @@ mod tests {
 
     fn scalar(t: Tensor) -> f32 {
         t.to_scalar::<f32>().unwrap()
+    }
+
+    #[test]
+    fn antipodal_posenet_loss_treats_q_and_minus_q_alike() {
+        let dev = Device::Cpu;
+        let x = Tensor::new(&[[0.1f32, 0.2, 0.3]], &dev).unwrap();
+        let q = Tensor::new(&[[0.0f32, 1.0, 0.0, 0.0]], &dev).unwrap();
+        let minus_q = q.neg().unwrap();
+        let same = scalar(posenet_loss_antipodal(&x, &minus_q, &x, &q, 10.0).unwrap());
+        assert!(same < 1e-6, "{same}");
+        // The plain loss charges the full |2q| = 2 for the sign.
+        let plain = scalar(posenet_loss(&x, &minus_q, &x, &q, 10.0).unwrap());
+        assert!((plain - 20.0).abs() < 1e-4, "{plain}");
+        // Away from the flip both agree.
+        let near = Tensor::new(&[[0.1f32, 0.99, 0.0, 0.0]], &dev).unwrap();
+        let a = scalar(posenet_loss_antipodal(&x, &near, &x, &q, 2.0).unwrap());
+        let b = scalar(posenet_loss(&x, &near, &x, &q, 2.0).unwrap());
+        assert!((a - b).abs() < 1e-6);
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub struct SceneConfig {
     pub boundary_px: u32,
     /// Also write surface normals as PNG (x, y, z mapped from [-1, 1] to [0, 255]).
     pub write_normals: bool,
+    /// One fixed cell seen from many cameras (PoseNet's setting: relocalise in a known
+    /// place): when set, the bin, objects, targets and lights of every frame come from this
+    /// seed and only the camera and the sensor noise change from frame to frame.
+    pub fixed_scene_seed: Option<u64>,
 }
 
 impl Default for SceneConfig {
@@ -36,6 +40,7 @@ impl Default for SceneConfig {
             targets: Vec::new(),
             boundary_px: 2,
             write_normals: false,
+            fixed_scene_seed: None,
         }
     }
 }

@@ -100,7 +100,14 @@ impl Generator {
     pub fn frame(&self, index: usize) -> GeneratedFrame {
         let seed = self.frame_seed(index);
         let mut rng = StdRng::seed_from_u64(seed);
-        let scene = Scene::generate(&self.config, &self.targets, &mut rng);
+        let scene = match self.config.fixed_scene_seed {
+            Some(fixed) => Scene::generate(
+                &self.config,
+                &self.targets,
+                &mut StdRng::seed_from_u64(fixed),
+            ),
+            None => Scene::generate(&self.config, &self.targets, &mut rng),
+        };
         let look_at = Point3::new(0.0, 0.0, scene.bin_floor_z_m);
         let camera: PinholeCamera = sample_camera(
             &self.config.camera,
@@ -520,6 +527,24 @@ mod tests {
         let realistic =
             Generator::new(SceneConfig::default(), 160, 120, 11, Path::new("(test)")).unwrap();
         assert_eq!(realistic.frame(2).depth_mm, realistic.frame(2).depth_mm);
+    }
+
+    #[test]
+    fn a_fixed_scene_keeps_the_objects_in_the_cell_and_moves_the_camera() {
+        let mut g = generator(3);
+        g.config.fixed_scene_seed = Some(42);
+        let (a, b) = (g.frame(0).labels, g.frame(1).labels);
+        assert_eq!(a.objects.len(), b.objects.len());
+        for (oa, ob) in a.objects.iter().zip(&b.objects) {
+            assert_eq!(oa.cell_from_object, ob.cell_from_object);
+        }
+        assert_ne!(a.cell_from_camera, b.cell_from_camera);
+        g.config.fixed_scene_seed = None;
+        let c = g.frame(1).labels;
+        assert_ne!(
+            c.objects.first().map(|o| &o.cell_from_object),
+            b.objects.first().map(|o| &o.cell_from_object)
+        );
     }
 
     #[test]

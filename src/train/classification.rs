@@ -140,8 +140,9 @@ impl Examples for ClassificationSet {
         indices: &[usize],
         _train: bool,
         device: &Device,
-    ) -> candle_core::Result<(Tensor, Tensor)> {
-        self.batch_with(indices, &self.normalization, device)
+    ) -> candle_core::Result<(Vec<Tensor>, Tensor)> {
+        let (x, y) = self.batch_with(indices, &self.normalization, device)?;
+        Ok((vec![x], y))
     }
 
     fn loss(&self, output: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {

@@ -105,13 +105,17 @@ impl TrainConfig {
             return Err("l1 and l2 must not be negative".into());
         }
         if let Some(w) = &self.class_weights {
-            if let Some(k) = self.architecture.num_classes() {
-                if w.len() != k {
-                    return Err(format!(
-                        "class_weights has {} entries for a {k}-class network: give one per class",
-                        w.len()
-                    ));
-                }
+            let Some(k) = self.architecture.num_classes() else {
+                return Err(
+                    "class_weights applies to classification and segmentation only: remove it"
+                        .into(),
+                );
+            };
+            if w.len() != k {
+                return Err(format!(
+                    "class_weights has {} entries for a {k}-class network: give one per class",
+                    w.len()
+                ));
             }
             if w.iter().any(|&x| !(x > 0.0 && x.is_finite())) {
                 return Err(format!("class_weights must all be positive, got {w:?}"));

@@ -3,8 +3,8 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
-use super::channel_moments::ChannelMoments;
 use super::fit::{Evaluation, Examples};
+use super::rgb_images::RgbImages;
 use super::TrainError;
 use crate::data::BinDataset;
 use crate::models::{ClassInfo, Network};
@@ -16,10 +16,9 @@ pub struct SegmentationSet {
     pub width: usize,
     pub height: usize,
     pub classes: Vec<ClassInfo>,
-    images: Vec<u8>,
+    images: RgbImages,
     masks: Vec<u8>,
     count: usize,
-    normalization: Normalization,
     class_weights: Option<Vec<f32>>,
 }
 
@@ -36,9 +35,10 @@ impl SegmentationSet {
                 dataset.class_names.join(", ")
             )));
         }
-        let (mut images, mut masks) = (Vec::new(), Vec::new());
+        let mut images = RgbImages::new(dataset.width as usize, dataset.height as usize);
+        let mut masks = Vec::new();
         for i in 0..dataset.count {
-            images.extend(dataset.rgb(i).map_err(TrainError::Data)?);
+            images.push(&dataset.rgb(i).map_err(TrainError::Data)?);
             let mask = dataset.mask(i).map_err(TrainError::Data)?;
             if let Some(bad) = mask.iter().find(|&&c| c as usize >= num_classes) {
                 return Err(TrainError::Data(format!(
@@ -63,7 +63,6 @@ impl SegmentationSet {
             images,
             masks,
             count: dataset.count,
-            normalization: Normalization::default(),
             class_weights: None,
         })
     }
@@ -92,24 +91,15 @@ impl Examples for SegmentationSet {
     }
 
     fn set_normalization(&mut self, training: &[usize]) {
-        let n = self.width * self.height;
-        let mut moments = ChannelMoments::default();
-        for &i in training {
-            for px in self.images[i * n * 3..(i + 1) * n * 3].chunks_exact(3) {
-                for (c, &v) in px.iter().enumerate() {
-                    moments.add(c, v as f64 / 255.0);
-                }
-            }
-        }
-        self.normalization = moments.normalization();
+        self.images.estimate_normalization(training);
     }
 
     fn set_normalization_to(&mut self, norm: &Normalization) {
-        self.normalization = norm.clone();
+        self.images.normalization = norm.clone();
     }
 
     fn normalization_used(&self) -> Normalization {
-        self.normalization.clone()
+        self.images.normalization.clone()
     }
 
     fn batch(
@@ -117,25 +107,20 @@ impl Examples for SegmentationSet {
         indices: &[usize],
         _train: bool,
         device: &Device,
-    ) -> candle_core::Result<(Tensor, Tensor)> {
+    ) -> candle_core::Result<(Vec<Tensor>, Tensor)> {
         let n = self.width * self.height;
-        let norm = &self.normalization;
         let mut x = Vec::with_capacity(indices.len() * 3 * n);
         let mut y = Vec::with_capacity(indices.len() * n);
         for &i in indices {
-            let rgb = &self.images[i * n * 3..(i + 1) * n * 3];
-            for c in 0..3 {
-                x.extend(
-                    rgb.iter()
-                        .skip(c)
-                        .step_by(3)
-                        .map(|&v| (v as f32 / 255.0 - norm.mean[c]) / norm.std[c]),
-                );
-            }
+            self.images.extend_planar(i, &mut x);
             y.extend(self.masks[i * n..(i + 1) * n].iter().map(|&c| c as u32));
         }
         Ok((
-            Tensor::from_vec(x, (indices.len(), 3, self.height, self.width), device)?,
+            vec![Tensor::from_vec(
+                x,
+                (indices.len(), 3, self.height, self.width),
+                device,
+            )?],
             Tensor::from_vec(y, (indices.len(), self.height, self.width), device)?,
         ))
     }
@@ -159,7 +144,7 @@ impl Examples for SegmentationSet {
         let mut loss_sum = 0.0;
         for chunk in indices.chunks(8) {
             let (x, y) = self.batch(chunk, false, device)?;
-            let logits = network.forward_t(&[x], false)?;
+            let logits = network.forward_t(&x, false)?;
             loss_sum += self.loss(&logits, &y)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
             let predicted = logits.argmax(1)?.flatten_all()?.to_vec1::<u32>()?;
             for (p, t) in predicted.iter().zip(y.flatten_all()?.to_vec1::<u32>()?) {

@@ -1,0 +1,77 @@
+use super::channel_moments::ChannelMoments;
+use crate::preprocess::Normalization;
+
+/// Interleaved 8-bit RGB frames of one size, held in memory, and the normalisation that turns
+/// them into network input: what every image task of a generated data set shares.
+pub struct RgbImages {
+    pub width: usize,
+    pub height: usize,
+    pixels: Vec<u8>,
+    pub normalization: Normalization,
+}
+
+impl RgbImages {
+    pub fn new(width: usize, height: usize) -> Self {
+        Self {
+            width,
+            height,
+            pixels: Vec::new(),
+            normalization: Normalization::default(),
+        }
+    }
+
+    /// Appends one frame (`width * height * 3` bytes, checked by the reader).
+    pub fn push(&mut self, rgb: &[u8]) {
+        debug_assert_eq!(rgb.len(), self.width * self.height * 3);
+        self.pixels.extend_from_slice(rgb);
+    }
+
+    pub fn frame(&self, index: usize) -> &[u8] {
+        let n = self.width * self.height * 3;
+        &self.pixels[index * n..(index + 1) * n]
+    }
+
+    /// Estimates per-channel mean and standard deviation on the frames `training` only.
+    pub fn estimate_normalization(&mut self, training: &[usize]) {
+        let mut moments = ChannelMoments::default();
+        for &i in training {
+            for px in self.frame(i).chunks_exact(3) {
+                for (c, &v) in px.iter().enumerate() {
+                    moments.add(c, v as f64 / 255.0);
+                }
+            }
+        }
+        self.normalization = moments.normalization();
+    }
+
+    /// Appends frame `index` as planar (3, H, W) normalised floats.
+    pub fn extend_planar(&self, index: usize, out: &mut Vec<f32>) {
+        let (rgb, norm) = (self.frame(index), &self.normalization);
+        for c in 0..3 {
+            out.extend(
+                rgb.iter()
+                    .skip(c)
+                    .step_by(3)
+                    .map(|&v| (v as f32 / 255.0 - norm.mean[c]) / norm.std[c]),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalisation_comes_from_the_training_frames_only() {
+        let mut images = RgbImages::new(1, 2);
+        images.push(&[0, 0, 0, 255, 255, 255]);
+        images.push(&[10, 20, 30, 10, 20, 30]);
+        images.estimate_normalization(&[0]);
+        assert!((images.normalization.mean[0] - 0.5).abs() < 1e-6);
+        assert!((images.normalization.std[2] - 0.5).abs() < 1e-6);
+        let mut planar = Vec::new();
+        images.extend_planar(0, &mut planar);
+        assert_eq!(planar, vec![-1.0, 1.0, -1.0, 1.0, -1.0, 1.0]);
+    }
+}
