@@ -264,6 +264,9 @@ mod tests {
             validation_fraction: 0.2,
             early_stopping: None,
             class_weights: None,
+            init_from: None,
+            freeze: Vec::new(),
+            lr_groups: Vec::new(),
             seed: 3,
         }
     }
@@ -304,6 +307,75 @@ mod tests {
             log_rows(&straight.join("run"))
         );
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn transfer_starts_from_a_model_freezes_and_scales_learning_rates() {
+        let dir = std::env::temp_dir().join(format!("perception-transfer-{}", std::process::id()));
+        for sub in ["source", "target", "typo", "unmatched"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let source = config(&dir.join("source"), 2);
+        fit(&source, false, &Device::Cpu).unwrap();
+        let source_model = dir.join("source/run/model");
+        let load = |path: &Path| {
+            candle_core::safetensors::load(path.join("model.safetensors"), &Device::Cpu).unwrap()
+        };
+        let before = load(&source_model);
+
+        let mut target = config(&dir.join("target"), 1);
+        target.init_from = Some(crate::train::InitFrom {
+            model: source_model.clone(),
+            prefix_map: Default::default(),
+            skip_mismatched: false,
+        });
+        target.freeze = vec!["layers.0.".into()];
+        target.lr_groups = vec![crate::train::LrGroup {
+            prefix: "layers.1.bias".into(),
+            scale: 0.0,
+        }];
+        let report = fit(&target, false, &Device::Cpu).unwrap();
+        // Started from the source: already accurate after one more epoch.
+        assert!(report.test.score > 0.9, "{}", report.test.score);
+        let after = load(&dir.join("target/run/model"));
+        let same = |name: &str| {
+            let d = (&before[name] - &after[name]).unwrap().abs().unwrap();
+            d.max_keepdim(0)
+                .unwrap()
+                .max_keepdim(d.rank() - 1)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()[0]
+                == 0.0
+        };
+        assert!(
+            same("layers.0.weight") && same("layers.0.bias"),
+            "frozen layer moved"
+        );
+        assert!(same("layers.1.bias"), "a zero learning-rate group moved");
+        assert!(
+            !same("layers.1.weight"),
+            "the trainable layer did not train"
+        );
+
+        let mut typo = config(&dir.join("typo"), 1);
+        typo.freeze = vec!["layer.0.".into()];
+        let err = fit(&typo, false, &Device::Cpu).err().unwrap().to_string();
+        assert!(err.contains("freeze") && err.contains("layer.0."), "{err}");
+        let mut unmatched = config(&dir.join("unmatched"), 1);
+        unmatched.init_from = Some(crate::train::InitFrom {
+            model: source_model,
+            prefix_map: [("encoder.".to_string(), "".to_string())].into(),
+            skip_mismatched: false,
+        });
+        let err = fit(&unmatched, false, &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("no tensor matched"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -2,6 +2,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::transfer::{InitFrom, LrGroup};
 use super::{OptimizerConfig, Schedule};
 use crate::models::Architecture;
 use crate::nn::Init;
@@ -71,6 +72,16 @@ pub struct TrainConfig {
     /// rare classes such as the 1-px boundary weigh more. One positive number per class.
     #[serde(default)]
     pub class_weights: Option<Vec<f64>>,
+    /// Transfer learning: start from another model's weights instead of `init` where they
+    /// match (the rest keep `init`).
+    #[serde(default)]
+    pub init_from: Option<InitFrom>,
+    /// Parameter-name prefixes that do not train (`conv1.`, `backbone.`).
+    #[serde(default)]
+    pub freeze: Vec<String>,
+    /// Per-prefix learning-rate scales, e.g. 0.1 for pretrained layers; first match wins.
+    #[serde(default)]
+    pub lr_groups: Vec<LrGroup>,
     pub seed: u64,
 }
 

@@ -13,6 +13,7 @@ use super::depth::DepthSet;
 use super::grasp::GraspSet;
 use super::pose::PoseSet;
 use super::segmentation::SegmentationSet;
+use super::transfer::{apply_freeze_and_groups, init_from};
 use super::{weight_penalty, DataConfig, Optimizer, Param, TrainConfig, TrainError};
 use crate::data::BinDataset;
 use crate::models::{
@@ -247,6 +248,25 @@ pub fn fit(config: &TrainConfig, resume: bool, device: &Device) -> Result<FitRep
             })
             .collect()
     };
+    let params = apply_freeze_and_groups(params, &config.freeze, &config.lr_groups)?;
+    let transferred = match (&config.init_from, resume) {
+        (Some(init), false) => {
+            let report = init_from(&varmap, init, device)?;
+            eprintln!(
+                "initialised {} of {} tensors from {}{}",
+                report.initialised,
+                report.of,
+                report.model,
+                if report.skipped.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (skipped: {})", report.skipped.join("; "))
+                }
+            );
+            Some(report)
+        }
+        _ => None,
+    };
     let mut optimizer = Optimizer::new(config.optimizer.clone(), params.clone())?;
     let run = config.out.clone();
     let io = |path: &PathBuf| {
@@ -362,6 +382,8 @@ pub fn fit(config: &TrainConfig, resume: bool, device: &Device) -> Result<FitRep
                 "seed": config.seed,
                 "epoch": epoch,
                 "validation": val.metrics,
+                "init_from": transferred,
+                "freeze": config.freeze,
             }))
             .expect("provenance serialises");
             let model = ModelConfig {
@@ -480,6 +502,9 @@ mod tests {
             validation_fraction: 0.2,
             early_stopping: None,
             class_weights: None,
+            init_from: None,
+            freeze: Vec::new(),
+            lr_groups: Vec::new(),
             seed: 1,
         }
     }

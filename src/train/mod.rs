@@ -17,6 +17,7 @@ mod rgb_images;
 mod schedule;
 mod segmentation;
 mod train_error;
+mod transfer;
 
 pub use checkpoint::{load_checkpoint, publish_model, save_checkpoint, Progress, CHECKPOINT_FILE};
 pub use classification::{ClassificationMetrics, ClassificationSet};
@@ -30,3 +31,4 @@ pub use regularization::weight_penalty;
 pub use schedule::Schedule;
 pub use segmentation::{SegmentationMetrics, SegmentationSet};
 pub use train_error::TrainError;
+pub use transfer::{apply_freeze_and_groups, init_from, InitFrom, InitReport, LrGroup};
