@@ -3,6 +3,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor, D};
 use serde::Serialize;
 
+use super::augment::AugmentConfig;
 use super::channel_moments::ChannelMoments;
 use super::fit::{Evaluation, Examples};
 use super::TrainError;
@@ -21,6 +22,7 @@ pub struct ClassificationSet {
     pub normalization: Normalization,
     /// Per-class loss weights (`class_weights` in the config).
     pub class_weights: Option<Vec<f32>>,
+    pub augmentation: Option<AugmentConfig>,
 }
 
 impl ClassificationSet {
@@ -58,6 +60,7 @@ impl ClassificationSet {
             classes,
             normalization: Normalization::default(),
             class_weights: None,
+            augmentation: None,
         })
     }
 
@@ -70,23 +73,34 @@ impl ClassificationSet {
         self.shape.iter().product()
     }
 
-    /// A batch of the examples `indices`, normalised, on `device`.
+    /// A batch of the examples `indices`, normalised, on `device`; with `augment`, each
+    /// example jittered and warped (bilinear, black outside) from that seed first.
     pub fn batch_with(
         &self,
         indices: &[usize],
         norm: &Normalization,
+        augment: Option<u64>,
         device: &Device,
     ) -> candle_core::Result<(Tensor, Tensor)> {
         let n = self.sample_len();
-        let plane = self.shape[1] * self.shape[2];
+        let [c, h, w] = self.shape;
+        let plane = h * w;
         let mut x = Vec::with_capacity(indices.len() * n);
         for &i in indices {
-            for (j, v) in self.images[i * n..(i + 1) * n].iter().enumerate() {
-                let c = (j / plane).min(2);
-                x.push((v - norm.mean[c]) / norm.std[c]);
+            let mut image = self.images[i * n..(i + 1) * n].to_vec();
+            if let (Some(a), Some(seed)) = (&self.augmentation, augment) {
+                let draw = a.draw(seed, i, w, h);
+                draw.jitter(&mut image, c);
+                image = image
+                    .chunks_exact(plane)
+                    .flat_map(|p| draw.warp.apply(p, w, h, false, 0.0))
+                    .collect();
+            }
+            for (j, v) in image.iter().enumerate() {
+                let ch = (j / plane).min(2);
+                x.push((v - norm.mean[ch]) / norm.std[ch]);
             }
         }
-        let [c, h, w] = self.shape;
         let x = Tensor::from_vec(x, (indices.len(), c, h, w), device)?;
         let y = Tensor::from_vec(
             indices.iter().map(|&i| self.labels[i]).collect::<Vec<_>>(),
@@ -138,11 +152,15 @@ impl Examples for ClassificationSet {
     fn batch(
         &self,
         indices: &[usize],
-        _train: bool,
+        augment: Option<u64>,
         device: &Device,
     ) -> candle_core::Result<(Vec<Tensor>, Tensor)> {
-        let (x, y) = self.batch_with(indices, &self.normalization, device)?;
+        let (x, y) = self.batch_with(indices, &self.normalization, augment, device)?;
         Ok((vec![x], y))
+    }
+
+    fn set_augmentation(&mut self, augmentation: AugmentConfig) {
+        self.augmentation = Some(augmentation);
     }
 
     fn loss(&self, output: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
@@ -163,7 +181,7 @@ impl Examples for ClassificationSet {
         let mut confusion = vec![vec![0u64; classes]; classes];
         let mut loss_sum = 0.0;
         for chunk in indices.chunks(512) {
-            let (x, y) = self.batch_with(chunk, &self.normalization, device)?;
+            let (x, y) = self.batch_with(chunk, &self.normalization, None, device)?;
             let logits = network.forward_t(&[x], false)?;
             loss_sum += self.loss(&logits, &y)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
             let predicted = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
@@ -264,6 +282,13 @@ mod tests {
             validation_fraction: 0.2,
             early_stopping: None,
             class_weights: None,
+            // Augmentation on: resuming must redraw it exactly too.
+            augmentation: Some(AugmentConfig {
+                translate: 0.1,
+                flip_horizontal: true,
+                brightness: 0.1,
+                ..Default::default()
+            }),
             init_from: None,
             freeze: Vec::new(),
             lr_groups: Vec::new(),

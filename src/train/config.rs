@@ -2,6 +2,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::augment::AugmentConfig;
 use super::transfer::{InitFrom, LrGroup};
 use super::{OptimizerConfig, Schedule};
 use crate::models::Architecture;
@@ -72,6 +73,10 @@ pub struct TrainConfig {
     /// rare classes such as the 1-px boundary weigh more. One positive number per class.
     #[serde(default)]
     pub class_weights: Option<Vec<f64>>,
+    /// Random translation, rotation, crop, scale, mirror, colour jitter, depth noise on the
+    /// training batches, applied alike to the image and its labels.
+    #[serde(default)]
+    pub augmentation: Option<AugmentConfig>,
     /// Transfer learning: start from another model's weights instead of `init` where they
     /// match (the rest keep `init`).
     #[serde(default)]
@@ -131,6 +136,9 @@ impl TrainConfig {
             if w.iter().any(|&x| !(x > 0.0 && x.is_finite())) {
                 return Err(format!("class_weights must all be positive, got {w:?}"));
             }
+        }
+        if let Some(a) = &self.augmentation {
+            a.check(self.architecture.task())?;
         }
         self.schedule.check()?;
         self.architecture.check()

@@ -3,6 +3,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
+use super::augment::AugmentConfig;
 use super::fit::{Evaluation, Examples};
 use super::rgb_images::RgbImages;
 use super::TrainError;
@@ -18,6 +19,7 @@ pub struct DepthSet {
     images: RgbImages,
     depth_m: Vec<f32>,
     count: usize,
+    augmentation: Option<AugmentConfig>,
 }
 
 impl DepthSet {
@@ -43,6 +45,7 @@ impl DepthSet {
             images,
             depth_m,
             count: dataset.count,
+            augmentation: None,
         })
     }
 }
@@ -128,24 +131,43 @@ impl Examples for DepthSet {
     fn batch(
         &self,
         indices: &[usize],
-        _train: bool,
+        augment: Option<u64>,
         device: &Device,
     ) -> candle_core::Result<(Vec<Tensor>, Tensor)> {
-        let n = self.width * self.height;
+        let (w, h) = (self.width, self.height);
+        let n = w * h;
         let (mut x, mut y) = (Vec::new(), Vec::with_capacity(indices.len() * n));
         for &i in indices {
-            self.images.extend_planar(i, &mut x);
-            y.extend_from_slice(&self.depth_m[i * n..(i + 1) * n]);
+            let depth = &self.depth_m[i * n..(i + 1) * n];
+            let draw = match (&self.augmentation, augment) {
+                (Some(a), Some(seed)) => Some(a.draw(seed, i, w, h)),
+                _ => None,
+            };
+            self.images.extend_planar(i, draw.as_ref(), &mut x);
+            match draw {
+                // Depth moves with the pixels (nearest: never a blend of two surfaces); a view
+                // zoomed by s is the scene s times closer; outside reads "no reading".
+                Some(d) => {
+                    let zoom = d.warp.zoom as f32;
+                    y.extend(
+                        d.warp
+                            .apply(depth, w, h, true, 0.0)
+                            .iter()
+                            .map(|&v| v / zoom),
+                    );
+                }
+                None => y.extend_from_slice(depth),
+            }
         }
         let b = indices.len();
         Ok((
-            vec![Tensor::from_vec(
-                x,
-                (b, 3, self.height, self.width),
-                device,
-            )?],
-            Tensor::from_vec(y, (b, 1, self.height, self.width), device)?,
+            vec![Tensor::from_vec(x, (b, 3, h, w), device)?],
+            Tensor::from_vec(y, (b, 1, h, w), device)?,
         ))
+    }
+
+    fn set_augmentation(&mut self, augmentation: AugmentConfig) {
+        self.augmentation = Some(augmentation);
     }
 
     fn loss(&self, output: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
@@ -161,7 +183,7 @@ impl Examples for DepthSet {
         let mut acc = DepthAccumulator::default();
         let mut loss_sum = 0.0;
         for chunk in indices.chunks(8) {
-            let (x, y) = self.batch(chunk, false, device)?;
+            let (x, y) = self.batch(chunk, None, device)?;
             let predicted = network.forward_t(&x, false)?;
             loss_sum += self.loss(&predicted, &y)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
             acc.add(

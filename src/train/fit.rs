@@ -7,6 +7,7 @@ use candle_nn::{VarBuilder, VarMap};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
+use super::augment::AugmentConfig;
 use super::checkpoint::{load_checkpoint, publish_model, save_checkpoint, Progress};
 use super::classification::ClassificationSet;
 use super::depth::DepthSet;
@@ -33,13 +34,15 @@ pub trait Examples: Sync {
     fn set_normalization_to(&mut self, norm: &Normalization);
     fn normalization_used(&self) -> Normalization;
     /// Network inputs (one tensor per network input) and targets of the examples `indices`,
-    /// on `device`.
+    /// on `device`; with `augment`, a training batch augmented from that seed.
     fn batch(
         &self,
         indices: &[usize],
-        train: bool,
+        augment: Option<u64>,
         device: &Device,
     ) -> candle_core::Result<(Vec<Tensor>, Tensor)>;
+    /// Augments training batches from now on (checked against the task first).
+    fn set_augmentation(&mut self, augmentation: AugmentConfig);
     fn loss(&self, output: &Tensor, target: &Tensor) -> candle_core::Result<Tensor>;
     /// The task's metrics on `indices`, in eval mode.
     fn evaluate(
@@ -220,6 +223,9 @@ pub fn fit(config: &TrainConfig, resume: bool, device: &Device) -> Result<FitRep
             "no training examples left after the validation split".into(),
         ));
     }
+    if let Some(augmentation) = &config.augmentation {
+        train.set_augmentation(augmentation.clone());
+    }
     if config.normalize {
         train.set_normalization(training);
     }
@@ -315,7 +321,8 @@ pub fn fit(config: &TrainConfig, resume: bool, device: &Device) -> Result<FitRep
             let lr = config
                 .schedule
                 .learning_rate(config.learning_rate, progress.iteration);
-            let (x, y) = train.batch(chunk, true, device)?;
+            let batch_seed = epoch_seed ^ (b as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+            let (x, y) = train.batch(chunk, Some(batch_seed), device)?;
             let output = network.forward_t(&x, true)?;
             let data_loss = train.loss(&output, &y)?;
             let loss = match weight_penalty(&params, config.l1, config.l2)? {
@@ -502,6 +509,7 @@ mod tests {
             validation_fraction: 0.2,
             early_stopping: None,
             class_weights: None,
+            augmentation: None,
             init_from: None,
             freeze: Vec::new(),
             lr_groups: Vec::new(),
@@ -557,6 +565,31 @@ mod tests {
             let run = dir.join(format!("{task:?}"));
             let mut cfg = config(&run, architecture, train.clone(), test.clone());
             cfg.out = run.join("run");
+            // Each task with the augmentations its labels allow.
+            cfg.augmentation = Some(match task {
+                Task::Pose => AugmentConfig {
+                    rotate_deg: 15.0,
+                    brightness: 0.2,
+                    ..Default::default()
+                },
+                Task::GraspQuality => AugmentConfig {
+                    flip_horizontal: true,
+                    depth_noise_m: 0.002,
+                    ..Default::default()
+                },
+                _ => AugmentConfig {
+                    translate: 0.1,
+                    rotate_deg: 10.0,
+                    scale: Some([0.9, 1.1]),
+                    crop: Some(0.8),
+                    flip_horizontal: true,
+                    brightness: 0.2,
+                    contrast: 0.2,
+                    saturation: 0.2,
+                    depth_noise_m: 0.0,
+                },
+            });
+            cfg.check().unwrap();
             let report = fit(&cfg, false, &Device::Cpu).unwrap();
             assert!(report.test.loss.is_finite(), "{task:?}: {:?}", report.test);
             let model = ModelFolder::new(cfg.out.join("model"))

@@ -3,6 +3,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
+use super::augment::AugmentConfig;
 use super::fit::{Evaluation, Examples};
 use super::TrainError;
 use crate::data::BinDataset;
@@ -21,6 +22,7 @@ pub struct GraspSet {
     depths: Vec<f32>,
     labels: Vec<f32>,
     normalization: Normalization,
+    augmentation: Option<AugmentConfig>,
 }
 
 impl GraspSet {
@@ -69,6 +71,7 @@ impl GraspSet {
             depths,
             labels,
             normalization: Normalization::default(),
+            augmentation: None,
         })
     }
 
@@ -159,7 +162,7 @@ impl Examples for GraspSet {
     fn batch(
         &self,
         indices: &[usize],
-        _train: bool,
+        augment: Option<u64>,
         device: &Device,
     ) -> candle_core::Result<(Vec<Tensor>, Tensor)> {
         let n = self.side * self.side;
@@ -167,11 +170,13 @@ impl Examples for GraspSet {
         let mut x = Vec::with_capacity(indices.len() * n);
         let (mut z, mut y) = (Vec::new(), Vec::new());
         for &i in indices {
-            x.extend(
-                self.patches[i * n..(i + 1) * n]
-                    .iter()
-                    .map(|&v| (v - norm.mean[0]) / norm.std[0]),
-            );
+            let mut patch = self.patches[i * n..(i + 1) * n].to_vec();
+            if let (Some(a), Some(seed)) = (&self.augmentation, augment) {
+                let draw = a.draw(seed, i, self.side, self.side);
+                draw.flip_patch(&mut patch, self.side);
+                draw.add_depth_noise(&mut patch);
+            }
+            x.extend(patch.iter().map(|&v| (v - norm.mean[0]) / norm.std[0]));
             z.push((self.depths[i] - norm.mean[1]) / norm.std[1]);
             y.push(self.labels[i]);
         }
@@ -183,6 +188,10 @@ impl Examples for GraspSet {
             ],
             Tensor::from_vec(y, (b, 1), device)?,
         ))
+    }
+
+    fn set_augmentation(&mut self, augmentation: AugmentConfig) {
+        self.augmentation = Some(augmentation);
     }
 
     fn loss(&self, output: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
@@ -198,7 +207,7 @@ impl Examples for GraspSet {
         let (mut scores, mut truth) = (Vec::new(), Vec::new());
         let mut loss_sum = 0.0;
         for chunk in indices.chunks(256) {
-            let (x, y) = self.batch(chunk, false, device)?;
+            let (x, y) = self.batch(chunk, None, device)?;
             let logits = network.forward_t(&x, false)?;
             loss_sum += self.loss(&logits, &y)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
             scores.extend(logits.flatten_all()?.to_vec1::<f32>()?);

@@ -3,6 +3,7 @@
 //! written for Candle (which lacks momentum, checkpointable Adam, schedules and penalties),
 //! and the training loops with atomic checkpoints.
 
+mod augment;
 mod channel_moments;
 mod checkpoint;
 mod classification;
@@ -19,6 +20,7 @@ mod segmentation;
 mod train_error;
 mod transfer;
 
+pub use augment::{AugmentConfig, Draw, Warp};
 pub use checkpoint::{load_checkpoint, publish_model, save_checkpoint, Progress, CHECKPOINT_FILE};
 pub use classification::{ClassificationMetrics, ClassificationSet};
 pub use config::{DataConfig, EarlyStopping, TrainConfig};

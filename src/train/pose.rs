@@ -3,6 +3,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
+use super::augment::AugmentConfig;
 use super::fit::{Evaluation, Examples};
 use super::rgb_images::RgbImages;
 use super::TrainError;
@@ -20,6 +21,7 @@ pub struct PoseSet {
     images: RgbImages,
     poses: Vec<[f32; 7]>,
     beta: f64,
+    augmentation: Option<AugmentConfig>,
 }
 
 impl PoseSet {
@@ -44,6 +46,7 @@ impl PoseSet {
             images,
             poses,
             beta,
+            augmentation: None,
         })
     }
 }
@@ -66,6 +69,22 @@ pub fn rotation_error_deg(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum();
     let cos = (dot.abs() / (norm(a) * norm(b)).max(1e-12)).min(1.0);
     2.0 * cos.acos().to_degrees()
+}
+
+/// The camera pose (x, y, z, w, qx, qy, qz; cell from camera) after the image is rotated by
+/// `angle` about its centre (x right, y down, towards +y): the camera rolled about its optical
+/// axis, `cell_from_camera * Rz(-angle)`. Exact for a centred principal point and fx = fy.
+pub fn roll_camera(pose: &[f32; 7], angle: f64) -> [f32; 7] {
+    let [x, y, z, w, a, b, c] = pose.map(|v| v as f64);
+    let (cw, cz) = ((-angle / 2.0).cos(), (-angle / 2.0).sin());
+    // (w, a, b, c) * (cw, 0, 0, cz)
+    let q = [
+        w * cw - c * cz,
+        a * cw + b * cz,
+        b * cw - a * cz,
+        w * cz + c * cw,
+    ];
+    [x, y, z, q[0], q[1], q[2], q[3]].map(|v| v as f32)
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -101,13 +120,22 @@ impl Examples for PoseSet {
     fn batch(
         &self,
         indices: &[usize],
-        _train: bool,
+        augment: Option<u64>,
         device: &Device,
     ) -> candle_core::Result<(Vec<Tensor>, Tensor)> {
         let (mut x, mut y) = (Vec::new(), Vec::with_capacity(indices.len() * 7));
         for &i in indices {
-            self.images.extend_planar(i, &mut x);
-            y.extend_from_slice(&self.poses[i]);
+            let draw = match (&self.augmentation, augment) {
+                (Some(a), Some(seed)) => Some(a.draw(seed, i, self.width, self.height)),
+                _ => None,
+            };
+            self.images.extend_planar(i, draw.as_ref(), &mut x);
+            // The check allows only rotation about the image centre: a camera roll.
+            let pose = match draw {
+                Some(d) => roll_camera(&self.poses[i], d.warp.angle),
+                None => self.poses[i],
+            };
+            y.extend_from_slice(&pose);
         }
         let b = indices.len();
         Ok((
@@ -118,6 +146,10 @@ impl Examples for PoseSet {
             )?],
             Tensor::from_vec(y, (b, 7), device)?,
         ))
+    }
+
+    fn set_augmentation(&mut self, augmentation: AugmentConfig) {
+        self.augmentation = Some(augmentation);
     }
 
     fn loss(&self, output: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
@@ -139,7 +171,7 @@ impl Examples for PoseSet {
         let (mut translation, mut rotation) = (Vec::new(), Vec::new());
         let mut loss_sum = 0.0;
         for chunk in indices.chunks(16) {
-            let (x, y) = self.batch(chunk, false, device)?;
+            let (x, y) = self.batch(chunk, None, device)?;
             let output = network.forward_t(&x, false)?;
             loss_sum += self.loss(&output, &y)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
             let (xyz, q) = PoseNet::split(&output)?;
@@ -176,6 +208,56 @@ impl Examples for PoseSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rolled_pose_projects_points_where_the_rotated_image_shows_them() {
+        use nalgebra::{Isometry3, Point3, Quaternion, Translation3, UnitQuaternion, Vector3};
+        let (f, cx, cy) = (100.0, 80.0, 60.0);
+        let iso = |p: &[f32; 7]| {
+            let [x, y, z, w, a, b, c] = p.map(|v| v as f64);
+            Isometry3::from_parts(
+                Translation3::from(Vector3::new(x, y, z)),
+                UnitQuaternion::from_quaternion(Quaternion::new(w, a, b, c)),
+            )
+        };
+        let project = |cell_from_camera: &Isometry3<f64>, p: &Point3<f64>| {
+            let q = cell_from_camera.inverse() * p;
+            (cx + f * q.x / q.z, cy + f * q.y / q.z)
+        };
+        let q = UnitQuaternion::from_euler_angles(2.6, 0.3, -0.7);
+        let pose = [0.2, -0.4, 0.9, q.w, q.i, q.j, q.k].map(|v| v as f32);
+        let angle = 0.35f64;
+        let rolled = roll_camera(&pose, angle);
+        // A point 0.8 m in front of the camera, a little right of and above the centre.
+        let point = iso(&pose) * Point3::new(0.1, -0.05, 0.8);
+        let (u, v) = project(&iso(&pose), &point);
+        let (c, s) = (angle.cos(), angle.sin());
+        let expected = (
+            cx + c * (u - cx) - s * (v - cy),
+            cy + s * (u - cx) + c * (v - cy),
+        );
+        let got = project(&iso(&rolled), &point);
+        assert!(
+            (got.0 - expected.0).abs() < 1e-3 && (got.1 - expected.1).abs() < 1e-3,
+            "{got:?} vs {expected:?}"
+        );
+        // The warp of the augmentation moves pixels the same way.
+        let warp = crate::train::Warp {
+            angle,
+            zoom: 1.0,
+            shift: [0.0, 0.0],
+            flip: false,
+            center: [cx, cy],
+        };
+        let mut plane = vec![0.0f32; 160 * 120];
+        plane[(v as usize) * 160 + u as usize] = 1.0;
+        let moved = warp.apply(&plane, 160, 120, true, 0.0);
+        let hit = moved.iter().position(|&p| p == 1.0).unwrap();
+        assert!(
+            ((hit % 160) as f64 - expected.0).abs() < 2.0
+                && ((hit / 160) as f64 - expected.1).abs() < 2.0
+        );
+    }
 
     #[test]
     fn rotation_error_of_known_rotations() {

@@ -1,3 +1,4 @@
+use super::augment::Draw;
 use super::channel_moments::ChannelMoments;
 use crate::preprocess::Normalization;
 
@@ -44,16 +45,23 @@ impl RgbImages {
         self.normalization = moments.normalization();
     }
 
-    /// Appends frame `index` as planar (3, H, W) normalised floats.
-    pub fn extend_planar(&self, index: usize, out: &mut Vec<f32>) {
+    /// Appends frame `index` as planar (3, H, W) normalised floats; with a draw, colour
+    /// jitter and the warp first (bilinear, black outside).
+    pub fn extend_planar(&self, index: usize, draw: Option<&Draw>, out: &mut Vec<f32>) {
         let (rgb, norm) = (self.frame(index), &self.normalization);
-        for c in 0..3 {
-            out.extend(
-                rgb.iter()
-                    .skip(c)
-                    .step_by(3)
-                    .map(|&v| (v as f32 / 255.0 - norm.mean[c]) / norm.std[c]),
-            );
+        let n = self.width * self.height;
+        let mut planar: Vec<f32> = (0..3)
+            .flat_map(|c| rgb.iter().skip(c).step_by(3).map(|&v| v as f32 / 255.0))
+            .collect();
+        if let Some(d) = draw {
+            d.jitter(&mut planar, 3);
+            planar = planar
+                .chunks_exact(n)
+                .flat_map(|p| d.warp.apply(p, self.width, self.height, false, 0.0))
+                .collect();
+        }
+        for (c, plane) in planar.chunks_exact(n).enumerate() {
+            out.extend(plane.iter().map(|&v| (v - norm.mean[c]) / norm.std[c]));
         }
     }
 }
@@ -71,7 +79,7 @@ mod tests {
         assert!((images.normalization.mean[0] - 0.5).abs() < 1e-6);
         assert!((images.normalization.std[2] - 0.5).abs() < 1e-6);
         let mut planar = Vec::new();
-        images.extend_planar(0, &mut planar);
+        images.extend_planar(0, None, &mut planar);
         assert_eq!(planar, vec![-1.0, 1.0, -1.0, 1.0, -1.0, 1.0]);
     }
 }

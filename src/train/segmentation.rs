@@ -3,6 +3,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
+use super::augment::AugmentConfig;
 use super::fit::{Evaluation, Examples};
 use super::rgb_images::RgbImages;
 use super::TrainError;
@@ -20,6 +21,7 @@ pub struct SegmentationSet {
     masks: Vec<u8>,
     count: usize,
     class_weights: Option<Vec<f32>>,
+    augmentation: Option<AugmentConfig>,
 }
 
 impl SegmentationSet {
@@ -64,6 +66,7 @@ impl SegmentationSet {
             masks,
             count: dataset.count,
             class_weights: None,
+            augmentation: None,
         })
     }
 
@@ -105,24 +108,42 @@ impl Examples for SegmentationSet {
     fn batch(
         &self,
         indices: &[usize],
-        _train: bool,
+        augment: Option<u64>,
         device: &Device,
     ) -> candle_core::Result<(Vec<Tensor>, Tensor)> {
-        let n = self.width * self.height;
+        let (w, h) = (self.width, self.height);
+        let n = w * h;
         let mut x = Vec::with_capacity(indices.len() * 3 * n);
         let mut y = Vec::with_capacity(indices.len() * n);
         for &i in indices {
-            self.images.extend_planar(i, &mut x);
-            y.extend(self.masks[i * n..(i + 1) * n].iter().map(|&c| c as u32));
+            let mask = &self.masks[i * n..(i + 1) * n];
+            let draw = match (&self.augmentation, augment) {
+                (Some(a), Some(seed)) => Some(a.draw(seed, i, w, h)),
+                _ => None,
+            };
+            self.images.extend_planar(i, draw.as_ref(), &mut x);
+            match draw {
+                // Class ids move with the pixels; what comes from outside is background.
+                Some(d) => {
+                    let plane: Vec<f32> = mask.iter().map(|&c| c as f32).collect();
+                    y.extend(
+                        d.warp
+                            .apply(&plane, w, h, true, 0.0)
+                            .iter()
+                            .map(|&c| c as u32),
+                    );
+                }
+                None => y.extend(mask.iter().map(|&c| c as u32)),
+            }
         }
         Ok((
-            vec![Tensor::from_vec(
-                x,
-                (indices.len(), 3, self.height, self.width),
-                device,
-            )?],
-            Tensor::from_vec(y, (indices.len(), self.height, self.width), device)?,
+            vec![Tensor::from_vec(x, (indices.len(), 3, h, w), device)?],
+            Tensor::from_vec(y, (indices.len(), h, w), device)?,
         ))
+    }
+
+    fn set_augmentation(&mut self, augmentation: AugmentConfig) {
+        self.augmentation = Some(augmentation);
     }
 
     fn loss(&self, output: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
@@ -143,7 +164,7 @@ impl Examples for SegmentationSet {
         let mut confusion = vec![vec![0u64; k]; k];
         let mut loss_sum = 0.0;
         for chunk in indices.chunks(8) {
-            let (x, y) = self.batch(chunk, false, device)?;
+            let (x, y) = self.batch(chunk, None, device)?;
             let logits = network.forward_t(&x, false)?;
             loss_sum += self.loss(&logits, &y)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
             let predicted = logits.argmax(1)?.flatten_all()?.to_vec1::<u32>()?;
