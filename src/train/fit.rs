@@ -10,6 +10,7 @@ use rand::SeedableRng;
 use super::augment::AugmentConfig;
 use super::checkpoint::{load_checkpoint, publish_model, save_checkpoint, Progress};
 use super::classification::ClassificationSet;
+use super::curves::{write_curves, EpochRow};
 use super::depth::DepthSet;
 use super::grasp::GraspSet;
 use super::pose::PoseSet;
@@ -305,6 +306,25 @@ pub fn fit(config: &TrainConfig, resume: bool, device: &Device) -> Result<FitRep
         writeln!(log, "epoch,train_loss,validation_loss,validation_score,learning_rate,seconds,samples_per_second").map_err(io(&log_path))?;
     }
 
+    // The curves so far (a resumed run continues its log's).
+    let mut curve_rows: Vec<EpochRow> = if resume {
+        std::fs::read_to_string(&log_path)
+            .map_err(io(&log_path))?
+            .lines()
+            .skip(1)
+            .filter_map(|line| {
+                let f: Vec<&str> = line.split(',').collect();
+                Some(EpochRow {
+                    epoch: f.first()?.parse().ok()?,
+                    train_loss: f.get(1)?.parse().ok()?,
+                    validation_loss: f.get(2)?.parse().ok()?,
+                    validation_score: f.get(3)?.parse().ok()?,
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut epoch_seconds = Vec::new();
     while progress.epoch < config.epochs {
         let epoch = progress.epoch + 1;
@@ -372,6 +392,13 @@ pub fn fit(config: &TrainConfig, resume: bool, device: &Device) -> Result<FitRep
         )
         .and_then(|_| log.flush())
         .map_err(io(&log_path))?;
+        curve_rows.push(EpochRow {
+            epoch,
+            train_loss: loss_sum / seen as f64,
+            validation_loss: val.loss,
+            validation_score: val.score,
+        });
+        write_curves(&run, &curve_rows, val.score_name).map_err(io(&run.join("curves.png")))?;
         eprintln!(
             "\repoch {epoch}/{}: train loss {:.4}, validation {} {:.4} ({seconds:.1} s)          ",
             config.epochs,
