@@ -6,12 +6,12 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use perception::models::{preset, summarize, ModelFolder, PresetOptions, Task, PRESET_NAMES};
+use perception::models::{preset, summarize, ModelFolder, PresetOptions, PRESET_NAMES};
 use perception::pipeline::{select_device, DeviceChoice};
 use perception::scene::bag::BagOptions;
 use perception::scene::config::SceneConfig;
 use perception::scene::dataset::{write_dataset, Generator};
-use perception::train::{evaluate_model, fit, TrainConfig};
+use perception::train::{evaluate_model, fit, visualize_filters, write_rgb_png, TrainConfig};
 
 #[derive(Parser)]
 #[command(
@@ -64,6 +64,30 @@ enum Command {
         /// Data set folder from `perception_train generate` (segmentation models)
         #[arg(long)]
         data: PathBuf,
+        /// auto | cpu | cuda:N
+        #[arg(long, default_value = "auto")]
+        device: DeviceChoice,
+    },
+    /// The course's filter visualisation: from a blank image, gradient ascent on the input to
+    /// maximise each filter's mean response; the K images as a grid PNG.
+    Visualize {
+        /// Model folder (model.yaml + model.safetensors)
+        #[arg(long)]
+        model: PathBuf,
+        /// Layer name as `perception_train summary --model DIR` lists it, e.g. conv1
+        #[arg(long)]
+        layer: String,
+        /// Number of filters (the first K of the layer)
+        #[arg(long, default_value_t = 16)]
+        filters: usize,
+        /// Output PNG
+        #[arg(long)]
+        out: PathBuf,
+        /// Gradient-ascent steps and step size (normalised gradient)
+        #[arg(long, default_value_t = 100)]
+        steps: usize,
+        #[arg(long, default_value_t = 0.05)]
+        step: f64,
         /// auto | cpu | cuda:N
         #[arg(long, default_value = "auto")]
         device: DeviceChoice,
@@ -137,12 +161,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     let config = ModelFolder::new(&model)
                         .read_config()
                         .with_context(|| format!("loading {}", model.display()))?;
-                    let channels = match config.task {
-                        Task::GraspQuality => 1,
-                        _ => 3,
-                    };
                     let size = [
-                        channels,
+                        config.architecture.input_channels(),
                         config.input.height as usize,
                         config.input.width as usize,
                     ];
@@ -194,6 +214,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("loading {}", model.display()))?;
             let metrics = evaluate_model(&loaded, &data, &selected.device)?;
             println!("{}", serde_json::to_string(&metrics.metrics)?);
+        }
+        Command::Visualize {
+            model,
+            layer,
+            filters,
+            out,
+            steps,
+            step,
+            device,
+        } => {
+            if filters == 0 {
+                bail!("--filters must be at least 1");
+            }
+            let selected = select_device(device);
+            let loaded = ModelFolder::new(&model)
+                .load(&selected.device)
+                .with_context(|| format!("loading {}", model.display()))?;
+            let images =
+                visualize_filters(&loaded, &layer, filters, steps, step, &selected.device)?;
+            write_rgb_png(&out, &images.rgb, images.width, images.height)
+                .with_context(|| format!("writing {}", out.display()))?;
+            let gain: Vec<String> = images
+                .start
+                .iter()
+                .zip(&images.end)
+                .map(|(a, b)| format!("{a:.3}->{b:.3}"))
+                .collect();
+            println!(
+                "{filters} filters of {layer} -> {} ({}x{}); mean responses {}",
+                out.display(),
+                images.width,
+                images.height,
+                gain.join(" ")
+            );
         }
         Command::Generate {
             scenes,

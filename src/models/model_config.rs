@@ -48,6 +48,20 @@ impl Architecture {
         }
     }
 
+    /// Channels of the image input (an MLP reads one flattened grey image: 1).
+    pub fn input_channels(&self) -> usize {
+        match self {
+            Self::Mlp(_) | Self::GraspQuality(_) => 1,
+            Self::Lenet5(c) => c.in_channels,
+            Self::Vgg(c) => c.in_channels,
+            Self::InceptionNet(c) => c.in_channels,
+            Self::Resnet(c) => c.in_channels,
+            Self::Unet(c) => c.in_channels,
+            Self::Depth(c) => c.in_channels,
+            Self::Posenet(c) => c.backbone.in_channels,
+        }
+    }
+
     /// Number of classes the output scores, for classifiers and segmenters.
     pub fn num_classes(&self) -> Option<usize> {
         match self {

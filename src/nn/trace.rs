@@ -7,6 +7,8 @@ pub struct Trace {
     rows: Option<Vec<TraceRow>>,
     /// Module path of the sub-network being traced (`backbone` inside PoseNet).
     scope: Vec<String>,
+    /// A layer whose output to keep (with its graph: filter visualisation differentiates it).
+    capture: Option<(String, Option<Tensor>)>,
 }
 
 /// One layer: its display name, the module paths whose parameters it owns, its output shape.
@@ -26,7 +28,23 @@ impl Trace {
         Self {
             rows: Some(Vec::new()),
             scope: Vec::new(),
+            capture: None,
         }
+    }
+
+    /// Records nothing but keeps the output of the layer named `layer` (as the rows of
+    /// [`Trace::on`] name it), for [`Trace::captured`].
+    pub fn capture(layer: &str) -> Self {
+        Self {
+            rows: None,
+            scope: Vec::new(),
+            capture: Some((layer.to_string(), None)),
+        }
+    }
+
+    /// The captured layer's output of the last forward pass, if that layer ran.
+    pub fn captured(&self) -> Option<&Tensor> {
+        self.capture.as_ref().and_then(|(_, t)| t.as_ref())
     }
 
     /// Names recorded until the matching [`Trace::exit`] are inside module `name`.
@@ -56,6 +74,14 @@ impl Trace {
     /// Like [`Trace::record`] for a layer made of several modules (a convolution and the
     /// batch norm beside it).
     pub fn record_modules(&mut self, name: &str, modules: &[String], x: &Tensor) {
+        if self.capture.is_some() {
+            let scoped = self.scoped(name);
+            if let Some((layer, slot)) = &mut self.capture {
+                if *layer == scoped {
+                    *slot = Some(x.clone());
+                }
+            }
+        }
         if self.rows.is_none() {
             return;
         }

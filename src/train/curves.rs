@@ -269,19 +269,25 @@ pub fn render_curves(rows: &[EpochRow], score_name: &str) -> (Vec<u8>, u32, u32)
 /// Writes `curves.png` into `run` atomically (a reader never sees half a file).
 pub fn write_curves(run: &Path, rows: &[EpochRow], score_name: &str) -> std::io::Result<()> {
     let (pixels, w, h) = render_curves(rows, score_name);
-    let path = run.join("curves.png");
-    let tmp = run.join("curves.png.tmp");
+    write_rgb_png(&run.join("curves.png"), &pixels, w, h)
+}
+
+/// Writes an 8-bit RGB image as PNG: a temporary file beside `path`, then renamed over it.
+pub fn write_rgb_png(path: &Path, rgb: &[u8], width: u32, height: u32) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
     {
         let file = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-        let mut encoder = png::Encoder::new(file, w, h);
+        let mut encoder = png::Encoder::new(file, width, height);
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
         encoder
             .write_header()
-            .and_then(|mut writer| writer.write_image_data(&pixels))
+            .and_then(|mut writer| writer.write_image_data(rgb))
             .map_err(std::io::Error::other)?;
     }
-    replace_file(&tmp, &path).map_err(std::io::Error::other)
+    replace_file(&tmp, path).map_err(std::io::Error::other)
 }
 
 #[cfg(test)]

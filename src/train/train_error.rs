@@ -11,6 +11,9 @@ pub enum TrainError {
     Config(String),
     #[error("data: {0}")]
     Data(String),
+    /// A request that does not fit the model (an unknown layer, too many filters).
+    #[error("{0}")]
+    Request(String),
     #[error(transparent)]
     Idx(#[from] IdxError),
     #[error("checkpoint: {0}")]
