@@ -7,7 +7,7 @@ use super::augment::AugmentConfig;
 use super::channel_moments::ChannelMoments;
 use super::fit::{Evaluation, Examples};
 use super::TrainError;
-use crate::data::read_idx;
+use crate::data::{read_idx, ImageFolder};
 use crate::models::Network;
 use crate::nn::loss::weighted_cross_entropy;
 use crate::preprocess::Normalization;
@@ -62,6 +62,26 @@ impl ClassificationSet {
             class_weights: None,
             augmentation: None,
         })
+    }
+
+    /// A `root/<class>/*.png` folder; its class folders in sorted order are the classes.
+    pub fn from_image_folder(
+        root: &Path,
+        width: usize,
+        height: usize,
+        channels: usize,
+    ) -> Result<(Self, Vec<String>), TrainError> {
+        let folder = ImageFolder::open(root, width, height, channels).map_err(TrainError::Data)?;
+        let set = Self {
+            images: folder.images,
+            labels: folder.labels,
+            shape: folder.shape,
+            classes: folder.class_names.len(),
+            normalization: Normalization::default(),
+            class_weights: None,
+            augmentation: None,
+        };
+        Ok((set, folder.class_names))
     }
 
     pub fn with_class_weights(mut self, weights: Option<&[f64]>) -> Self {
@@ -400,6 +420,54 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("no tensor matched"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn trains_and_evaluates_on_image_folders() {
+        let dir = std::env::temp_dir().join(format!("perception-folders-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // Class "top": the upper half bright; "bottom": the lower half; noise everywhere.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for (split, count) in [("train", 60), ("test", 20)] {
+            for class in ["bottom", "top"] {
+                let folder = dir.join(split).join(class);
+                std::fs::create_dir_all(&folder).unwrap();
+                for i in 0..count {
+                    let rgb: Vec<u8> = (0..12 * 12)
+                        .flat_map(|p| {
+                            let upper = p / 12 < 6;
+                            let lit = (class == "top") == upper;
+                            let v = if lit { 180 } else { 40 } + rng.gen_range(0..60u8);
+                            [v, v, v]
+                        })
+                        .collect();
+                    let file = std::io::BufWriter::new(
+                        std::fs::File::create(folder.join(format!("{i}.png"))).unwrap(),
+                    );
+                    let mut e = png::Encoder::new(file, 12, 12);
+                    e.set_color(png::ColorType::Rgb);
+                    e.set_depth(png::BitDepth::Eight);
+                    e.write_header().unwrap().write_image_data(&rgb).unwrap();
+                }
+            }
+        }
+        let mut cfg = config(&dir, 3);
+        cfg.data = DataConfig::ImageFolder {
+            train: dir.join("train"),
+            test: dir.join("test"),
+            width: 8,
+            height: 8,
+            channels: 1,
+        };
+        let report = fit(&cfg, false, &Device::Cpu).unwrap();
+        assert!(report.test.score > 0.9, "{}", report.test.score);
+        let model = crate::models::ModelFolder::new(dir.join("run/model"))
+            .load(&Device::Cpu)
+            .unwrap();
+        assert_eq!(model.config.classes[1].name, "top");
+        let again = crate::train::evaluate_model(&model, &dir.join("test"), &Device::Cpu).unwrap();
+        assert_eq!(again.metrics, report.test.metrics);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

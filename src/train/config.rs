@@ -20,6 +20,17 @@ pub enum DataConfig {
         test_labels: PathBuf,
         class_names: Vec<String>,
     },
+    /// Classification from folders of PNG images, one per class (`root/<class>/*.png`),
+    /// resized to `width` x `height` and read as `channels` (1 grey, 3 RGB); the test folder
+    /// must have the same class folders.
+    ImageFolder {
+        train: PathBuf,
+        test: PathBuf,
+        width: usize,
+        height: usize,
+        #[serde(default = "three")]
+        channels: usize,
+    },
     /// Segmentation from `perception_train generate` folders: a training folder (split into
     /// training and validation) and a held-out test folder generated with another seed.
     Generated { train: PathBuf, test: PathBuf },
@@ -88,6 +99,10 @@ pub struct TrainConfig {
     #[serde(default)]
     pub lr_groups: Vec<LrGroup>,
     pub seed: u64,
+}
+
+fn three() -> usize {
+    3
 }
 
 fn constant() -> Schedule {

@@ -123,6 +123,57 @@ fn prepare(config: &TrainConfig) -> Result<Prepared, TrainError> {
                 description: train_images.display().to_string(),
             })
         }
+        DataConfig::ImageFolder {
+            train,
+            test,
+            width,
+            height,
+            channels,
+        } => {
+            let k = classes
+                .ok_or_else(|| TrainError::Config("image folders train a classifier".into()))?;
+            let weights = config.class_weights.as_deref();
+            let (train_set, names) =
+                ClassificationSet::from_image_folder(train, *width, *height, *channels)?;
+            let (test_set, test_names) =
+                ClassificationSet::from_image_folder(test, *width, *height, *channels)?;
+            if names != test_names {
+                return Err(TrainError::Data(format!(
+                    "{} has classes {names:?} but {} has {test_names:?}: both need the same class folders",
+                    train.display(),
+                    test.display()
+                )));
+            }
+            if names.len() != k {
+                return Err(TrainError::Config(format!(
+                    "{} has {} class folders but the network outputs {k} classes",
+                    train.display(),
+                    names.len()
+                )));
+            }
+            let channels_in = config.architecture.input_channels();
+            if channels_in != *channels && !matches!(config.architecture, Architecture::Mlp(_)) {
+                return Err(TrainError::Config(format!(
+                    "data reads {channels} channel(s) but the network takes {channels_in}"
+                )));
+            }
+            Ok(Prepared {
+                input: InputSize {
+                    width: *width as u32,
+                    height: *height as u32,
+                },
+                classes: names
+                    .into_iter()
+                    .map(|name| ClassInfo {
+                        name,
+                        color: [200, 200, 200],
+                    })
+                    .collect(),
+                train: Box::new(train_set.with_class_weights(weights)),
+                test: Box::new(test_set.with_class_weights(weights)),
+                description: train.display().to_string(),
+            })
+        }
         DataConfig::Generated { train, test } => {
             let (train_set, test_set) = open_generated(config, train, test)?;
             let info = BinDataset::open(train).map_err(TrainError::Data)?;
@@ -468,12 +519,37 @@ pub fn fit(config: &TrainConfig, resume: bool, device: &Device) -> Result<FitRep
 }
 
 /// The task's metrics of a trained model folder on a data set folder, with the model's own
-/// normalisation. Today: segmentation on `perception_train generate` folders.
+/// normalisation: classifiers on `<class>/*.png` folders, the other tasks on
+/// `perception_train generate` folders.
 pub fn evaluate_model(
     model: &LoadedModel,
     data: &std::path::Path,
     device: &Device,
 ) -> Result<Evaluation, TrainError> {
+    if model.config.task == Task::Classification {
+        let (w, h) = (model.config.input.width, model.config.input.height);
+        let (mut set, names) = ClassificationSet::from_image_folder(
+            data,
+            w as usize,
+            h as usize,
+            model.config.architecture.input_channels(),
+        )?;
+        let model_names: Vec<&str> = model
+            .config
+            .classes
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        if names != model_names {
+            return Err(TrainError::Data(format!(
+                "{} has class folders {names:?} but the model's classes are {model_names:?}",
+                data.display()
+            )));
+        }
+        set.set_normalization_to(&model.config.normalization);
+        let all: Vec<usize> = (0..set.len()).collect();
+        return Ok(set.evaluate(&model.network, &all, device)?);
+    }
     let info = BinDataset::open(data).map_err(TrainError::Data)?;
     let expected = (model.config.input.width, model.config.input.height);
     if !matches!(model.config.task, Task::GraspQuality) && (info.width, info.height) != expected {
