@@ -472,6 +472,22 @@ mod tests {
     }
 
     #[test]
+    fn early_stopping_ends_the_run_after_patience_epochs_without_progress() {
+        let dir = std::env::temp_dir().join(format!("perception-early-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cfg = config(&dir, 10);
+        // A learning rate too small to change any prediction: the validation accuracy of
+        // epoch 1 is never beaten.
+        cfg.learning_rate = 1e-12;
+        cfg.augmentation = None;
+        cfg.early_stopping = Some(crate::train::EarlyStopping { patience: 2 });
+        let report = fit(&cfg, false, &Device::Cpu).unwrap();
+        assert_eq!((report.epochs_run, report.best_epoch), (3, 1));
+        assert_eq!(log_rows(&dir.join("run")).len(), 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn resume_without_a_checkpoint_says_what_to_do() {
         let dir = std::env::temp_dir().join(format!("perception-fit-none-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
