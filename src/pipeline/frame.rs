@@ -27,11 +27,27 @@ pub struct StageTimings {
     pub postprocess: Duration,
 }
 
+/// The camera's pose in the work cell from the pose head, with its uncertainty.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CameraPose {
+    pub position_m: [f64; 3],
+    /// Unit quaternion (x, y, z, w): cell from camera optical frame.
+    pub orientation_xyzw: [f64; 4],
+    /// Row-major 6x6 over (x, y, z, rotation about X, Y, Z), as
+    /// geometry_msgs/PoseWithCovariance has it: the model's held-out mean squared residuals on
+    /// the diagonal.
+    pub covariance: [f64; 36],
+}
+
 /// What the heads produced for one frame, at the frame's resolution.
 #[derive(Clone, Debug)]
 pub struct Outputs {
     /// Class id per pixel.
     pub mask: MonoImage,
     pub overlay: Option<RgbImage>,
+    /// The depth head's estimate (metres), when that head is on.
+    pub depth_estimate: Option<DepthImage>,
+    /// The pose head's estimate, when that head is on.
+    pub camera_pose: Option<CameraPose>,
     pub timings: StageTimings,
 }

@@ -5,5 +5,5 @@ mod frame;
 mod infer;
 
 pub use device::{select_device, DeviceChoice, SelectedDevice};
-pub use frame::{Frame, InferOptions, Outputs, StageTimings};
+pub use frame::{CameraPose, Frame, InferOptions, Outputs, StageTimings};
 pub use infer::{Pipeline, PipelineError};

@@ -1,6 +1,7 @@
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
+use nalgebra::{Quaternion, UnitQuaternion};
 use serde::Serialize;
 
 use super::augment::AugmentConfig;
@@ -58,6 +59,11 @@ pub struct PoseMetrics {
     pub median_rotation_deg: f64,
     pub mean_translation_m: f64,
     pub mean_rotation_deg: f64,
+    /// Mean squared residual per cell axis (x, y, z), m^2: the node's position covariance.
+    pub position_residual_m2: [f64; 3],
+    /// Mean squared rotation residual (rotation vector of predicted * true^-1, cell axes),
+    /// rad^2: the node's orientation covariance.
+    pub rotation_residual_rad2: [f64; 3],
     pub frames: usize,
     pub loss: f64,
 }
@@ -169,6 +175,7 @@ impl Examples for PoseSet {
         device: &Device,
     ) -> candle_core::Result<Evaluation> {
         let (mut translation, mut rotation) = (Vec::new(), Vec::new());
+        let (mut position_sq, mut rotation_sq) = ([0.0f64; 3], [0.0f64; 3]);
         let mut loss_sum = 0.0;
         for chunk in indices.chunks(16) {
             let (x, y) = self.batch(chunk, None, device)?;
@@ -184,12 +191,27 @@ impl Examples for PoseSet {
                         .sqrt(),
                 );
                 rotation.push(rotation_error_deg(&p[3..], &t[3..]));
+                let quat = |q: &[f32]| {
+                    UnitQuaternion::from_quaternion(Quaternion::new(
+                        q[0] as f64,
+                        q[1] as f64,
+                        q[2] as f64,
+                        q[3] as f64,
+                    ))
+                };
+                let residual = (quat(&p[3..]) * quat(&t[3..]).inverse()).scaled_axis();
+                for k in 0..3 {
+                    position_sq[k] += ((p[k] - t[k]) as f64).powi(2);
+                    rotation_sq[k] += residual[k].powi(2);
+                }
             }
         }
         let n = translation.len().max(1) as f64;
         let metrics = PoseMetrics {
             mean_translation_m: translation.iter().sum::<f64>() / n,
             mean_rotation_deg: rotation.iter().sum::<f64>() / n,
+            position_residual_m2: position_sq.map(|v| v / n),
+            rotation_residual_rad2: rotation_sq.map(|v| v / n),
             median_translation_m: median(&mut translation),
             median_rotation_deg: median(&mut rotation),
             frames: indices.len(),
