@@ -1,10 +1,14 @@
 //! sensor_msgs <-> the library's image types. Pixel maths lives in `preprocess`.
 
 use r2r::builtin_interfaces::msg::Time;
+use r2r::geometry_msgs::msg::{
+    Point, Pose, PoseWithCovariance, PoseWithCovarianceStamped, Quaternion,
+};
 use r2r::sensor_msgs::msg::{CameraInfo, Image};
 use r2r::std_msgs::msg::Header;
 
-use crate::image::{CameraIntrinsics, MonoImage, RgbImage};
+use crate::image::{CameraIntrinsics, DepthImage, MonoImage, RgbImage};
+use crate::pipeline::CameraPose;
 use crate::preprocess::RawImage;
 
 pub fn raw_image(msg: &Image) -> RawImage<'_> {
@@ -47,6 +51,47 @@ pub fn mono8_message(header: &Header, mask: &MonoImage) -> Image {
         is_bigendian: 0,
         step: mask.width,
         data: mask.data.clone(),
+    }
+}
+
+/// 32FC1 metres, little-endian, NaN where there is no estimate (REP 118).
+pub fn depth32_message(header: &Header, depth: &DepthImage) -> Image {
+    Image {
+        header: header.clone(),
+        height: depth.height,
+        width: depth.width,
+        encoding: "32FC1".into(),
+        is_bigendian: 0,
+        step: depth.width * 4,
+        data: depth.depth_m.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}
+
+/// The camera's pose in the cell frame `frame_id`, stamped with the image's stamp.
+pub fn camera_pose_message(
+    header: &Header,
+    frame_id: &str,
+    pose: &CameraPose,
+) -> PoseWithCovarianceStamped {
+    let [x, y, z] = pose.position_m;
+    let [qx, qy, qz, qw] = pose.orientation_xyzw;
+    PoseWithCovarianceStamped {
+        header: Header {
+            stamp: header.stamp.clone(),
+            frame_id: frame_id.to_string(),
+        },
+        pose: PoseWithCovariance {
+            pose: Pose {
+                position: Point { x, y, z },
+                orientation: Quaternion {
+                    x: qx,
+                    y: qy,
+                    z: qz,
+                    w: qw,
+                },
+            },
+            covariance: pose.covariance.to_vec(),
+        },
     }
 }
 

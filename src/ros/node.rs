@@ -8,11 +8,15 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use r2r::diagnostic_msgs::msg::DiagnosticArray;
+use r2r::geometry_msgs::msg::PoseWithCovarianceStamped;
 use r2r::sensor_msgs::msg::{CameraInfo, Image};
 use r2r::std_msgs::msg::Header;
 use r2r::QosProfile;
 
-use super::convert::{intrinsics, mono8_message, raw_image, rgb8_message, stamp_ns};
+use super::convert::{
+    camera_pose_message, depth32_message, intrinsics, mono8_message, raw_image, rgb8_message,
+    stamp_ns,
+};
 use super::diagnostics::{diagnostics_message, DiagnosticsContext};
 use super::params::{NodeConfig, NodeParams, RuntimeParams};
 use super::NodeError;
@@ -128,10 +132,19 @@ pub fn run() -> Result<(), NodeError> {
     if let Some(reason) = &selected.fallback_reason {
         r2r::log_warn!(&logger, "{reason}; running on the CPU");
     }
-    let pipeline = Pipeline::new(
+    let mut pipeline = Pipeline::new(
         &ModelFolder::new(&config.segmentation_model_dir),
         selected.device.clone(),
     )?;
+    if let Some(dir) = &config.depth_model_dir {
+        pipeline = pipeline.with_depth(&ModelFolder::new(dir))?;
+    }
+    if let Some(dir) = &config.pose_model_dir {
+        pipeline = pipeline.with_pose(&ModelFolder::new(dir))?;
+    }
+    for head in pipeline.head_names() {
+        r2r::log_info!(&logger, "head {head}");
+    }
     let untrained = matches!(
         pipeline.segmentation_weights(),
         WeightsSource::UntrainedSeed(_)
@@ -162,6 +175,23 @@ pub fn run() -> Result<(), NodeError> {
     let mask_pub = node.create_publisher::<Image>("segmentation/mask", QosProfile::default())?;
     let overlay_pub =
         node.create_publisher::<Image>("segmentation/overlay", QosProfile::default())?;
+    let heads = HeadPublishers {
+        mask: mask_pub,
+        overlay: overlay_pub,
+        depth: match config.depth_model_dir {
+            Some(_) => {
+                Some(node.create_publisher::<Image>("depth/estimated", QosProfile::default())?)
+            }
+            None => None,
+        },
+        pose: match config.pose_model_dir {
+            Some(_) => Some(node.create_publisher::<PoseWithCovarianceStamped>(
+                "camera_pose",
+                QosProfile::default(),
+            )?),
+            None => None,
+        },
+    };
     let diagnostics_pub =
         node.create_publisher::<DiagnosticArray>("/diagnostics", QosProfile::default())?;
     let clock = node.get_ros_clock();
@@ -186,7 +216,7 @@ pub fn run() -> Result<(), NodeError> {
         let config = config.clone();
         std::thread::Builder::new()
             .name("inference".into())
-            .spawn(move || worker_loop(&shared, &config, &pipeline, &mask_pub, &overlay_pub))?
+            .spawn(move || worker_loop(&shared, &config, &pipeline, &heads))?
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -379,13 +409,15 @@ async fn publish_diagnostics(
     }
 }
 
-fn worker_loop(
-    shared: &Shared,
-    config: &NodeConfig,
-    pipeline: &Pipeline,
-    mask_pub: &r2r::Publisher<Image>,
-    overlay_pub: &r2r::Publisher<Image>,
-) {
+/// The worker's publishers: one per output topic of the enabled heads.
+struct HeadPublishers {
+    mask: r2r::Publisher<Image>,
+    overlay: r2r::Publisher<Image>,
+    depth: Option<r2r::Publisher<Image>>,
+    pose: Option<r2r::Publisher<PoseWithCovarianceStamped>>,
+}
+
+fn worker_loop(shared: &Shared, config: &NodeConfig, pipeline: &Pipeline, heads: &HeadPublishers) {
     loop {
         let Some(pending) = shared.queue.pop(Duration::from_millis(100)) else {
             if shared.queue.is_closed() && shared.queue.is_empty() {
@@ -402,7 +434,8 @@ fn worker_loop(
             }
         };
         let options = InferOptions {
-            overlay: overlay_pub
+            overlay: heads
+                .overlay
                 .get_inter_process_subscription_count()
                 .unwrap_or(0)
                 > 0,
@@ -422,9 +455,19 @@ fn worker_loop(
         };
         let publish_started = Instant::now();
         let header = &pending.image.header;
-        let mut published = mask_pub.publish(&mono8_message(header, &outputs.mask));
+        let mut published = heads.mask.publish(&mono8_message(header, &outputs.mask));
         if let Some(overlay) = &outputs.overlay {
-            published = published.and(overlay_pub.publish(&rgb8_message(header, overlay)));
+            published = published.and(heads.overlay.publish(&rgb8_message(header, overlay)));
+        }
+        if let (Some(publisher), Some(depth)) = (&heads.depth, &outputs.depth_estimate) {
+            published = published.and(publisher.publish(&depth32_message(header, depth)));
+        }
+        if let (Some(publisher), Some(pose)) = (&heads.pose, &outputs.camera_pose) {
+            published = published.and(publisher.publish(&camera_pose_message(
+                header,
+                &config.pose_frame_id,
+                pose,
+            )));
         }
         if let Err(e) = published {
             shared.warn_throttled("publish", || format!("cannot publish outputs: {e}"));

@@ -28,6 +28,12 @@ pub struct NodeParams {
     pub models_dir: String,
     /// Segmentation model folder name inside models_dir. Start-up only.
     pub segmentation_model: String,
+    /// Depth-estimation model folder inside models_dir; empty turns the depth head (depth/estimated) off. Start-up only.
+    pub depth_model: String,
+    /// Camera-pose model folder inside models_dir (a PoseNet trained for this work cell); empty turns the pose head (camera_pose) off. Start-up only.
+    pub pose_model: String,
+    /// Frame of the work cell that camera_pose is expressed in. Start-up only.
+    pub pose_frame_id: String,
     /// Weight of the class colour in segmentation/overlay, 0..1. Changeable at run time.
     pub overlay_alpha: f64,
     /// Largest accepted image, in pixels (width x height), 1..100000000. Start-up only.
@@ -55,6 +61,9 @@ impl Default for NodeParams {
             device: "auto".into(),
             models_dir: "models".into(),
             segmentation_model: "unet_bin_seg".into(),
+            depth_model: "depth_bin".into(),
+            pose_model: String::new(),
+            pose_frame_id: "cell".into(),
             overlay_alpha: 0.5,
             max_image_pixels: 4096 * 4096,
             diagnostics_period_s: 1.0,
@@ -82,6 +91,9 @@ pub struct NodeConfig {
     pub depth_timeout: Duration,
     pub device: DeviceChoice,
     pub segmentation_model_dir: PathBuf,
+    pub depth_model_dir: Option<PathBuf>,
+    pub pose_model_dir: Option<PathBuf>,
+    pub pose_frame_id: String,
     pub max_image_pixels: u64,
     pub diagnostics_period: Duration,
     pub log_throttle: Duration,
@@ -148,6 +160,15 @@ impl NodeParams {
             ));
         }
         in_range_f64("overlay_alpha", self.overlay_alpha, 0.0, 1.0)?;
+        let head =
+            |name: &str| (!name.is_empty()).then(|| PathBuf::from(&self.models_dir).join(name));
+        if !self.pose_model.is_empty() && self.pose_frame_id.trim().is_empty() {
+            return Err(reject(
+                "pose_frame_id",
+                "''",
+                "the pose head needs the work cell's frame name, e.g. cell",
+            ));
+        }
         Ok(NodeConfig {
             mode,
             reliable_qos: self.reliable_qos,
@@ -165,6 +186,9 @@ impl NodeParams {
             )?),
             device,
             segmentation_model_dir: PathBuf::from(&self.models_dir).join(&self.segmentation_model),
+            depth_model_dir: head(&self.depth_model),
+            pose_model_dir: head(&self.pose_model),
+            pose_frame_id: self.pose_frame_id.clone(),
             max_image_pixels: in_range_i64(
                 "max_image_pixels",
                 self.max_image_pixels,

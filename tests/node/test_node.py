@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import yaml
 from conftest import TEST_PARAMS
-from launch_cmdline import SHARE
+from launch_cmdline import ROOT, SHARE
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
+from sensor_msgs.msg import Image
 
 from ros_client import Client, camera_info_msg, image_msg
 
@@ -180,6 +181,7 @@ def test_run_time_parameters_are_validated(running):
     (['-p', 'device:=gpu'], ["'device'", 'cuda:N']),
     (['-p', 'overlay_alfa:=0.3'], ["'overlay_alfa'", 'no such parameter']),
     (['-p', 'segmentation_model:=missing_model'], ['missing_model/model.yaml', 'not found']),
+    (['-p', 'depth_model:=posenet_cell'], ['posenet_cell/model.yaml', 'depth_model needs a Depth model']),
 ])
 def test_bad_start_up_values_exit_non_zero_with_the_fix(start_node, args, fragments):
     node = start_node(extra_ros_args=args, **LAUNCH_ARGS)
@@ -187,3 +189,83 @@ def test_bad_start_up_values_exit_non_zero_with_the_fix(start_node, args, fragme
     log = node.output()
     for fragment in fragments:
         assert fragment in log, f'{fragment!r} missing from:\n{log}'
+
+
+def generated_frames(tmp_path, name, scene, seed, count):
+    """Frames of `perception_train generate` (the debug build cargo test made): RGB, ideal-ish
+    sensor depth in metres and the labels."""
+    import json
+    import subprocess
+    from PIL import Image as PilImage
+    train = ROOT / 'target' / 'debug' / 'perception_train'
+    out = tmp_path / name
+    subprocess.run([str(train), 'generate', '--scenes', str(count), '--out', str(out), '--seed', str(seed),
+                    '--width', '320', '--height', '240', '--config',
+                    str(ROOT / 'config' / 'scene' / scene)],
+                   check=True, capture_output=True, timeout=300)
+    frames = []
+    for i in range(count):
+        rgb = np.asarray(PilImage.open(out / 'rgb' / f'{i:06}.png').convert('RGB'))
+        depth = np.asarray(PilImage.open(out / 'depth' / f'{i:06}.png')).astype(np.float64) / 1000.0
+        labels = json.loads((out / 'labels' / f'{i:06}.json').read_text())
+        frames.append((rgb, depth, labels))
+    return frames
+
+
+def rgb_msg(rgb, sec):
+    msg = image_msg('rgb8', rgb.shape[1], rgb.shape[0], sec)
+    msg.data = rgb.tobytes()
+    msg.step = rgb.shape[1] * 3
+    return msg
+
+
+def test_depth_and_pose_heads_publish_estimates_that_meet_the_targets(start_node, rclpy_context, tmp_path):
+    """The shipped depth and pose models in the running node: depth/estimated (32FC1 metres
+    at input resolution, the image's header) against the generator's depth, camera_pose
+    (the cell frame, the image's stamp, a covariance) against the true camera pose."""
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+    bins = generated_frames(tmp_path, 'bins', 'bin_picking_single_class.yaml', 501, 3)
+    views = generated_frames(tmp_path, 'views', 'pose_cell.yaml', 502, 7)
+    node = start_node(extra_ros_args=['-p', 'depth_model:=depth_bin', '-p', 'pose_model:=posenet_cell',
+                                      '-p', 'pose_frame_id:=work_cell'], **LAUNCH_ARGS)
+    client = Client(rclpy_context, NS, INPUTS)
+    depths, poses = [], []
+    client.node.create_subscription(Image, f'{NS}/depth/estimated', depths.append, 100)
+    client.node.create_subscription(PoseWithCovarianceStamped, f'{NS}/camera_pose', poses.append, 100)
+    try:
+        client.wait_connected(node)
+        client.wait_for(lambda: client.node.count_publishers(f'{NS}/camera_pose') > 0
+                        and client.node.count_publishers(f'{NS}/depth/estimated') > 0,
+                        'the head topics', node_process=node)
+        frames = bins + views
+        for sec, (rgb, _, _) in enumerate(frames, start=300):
+            client.image_pub.publish(rgb_msg(rgb, sec))
+        client.wait_for(lambda: len(depths) >= len(frames) and len(poses) >= len(frames),
+                        'depth and pose for every frame', timeout=120, node_process=node)
+        by_sec = {d.header.stamp.sec: d for d in depths}
+        relative = []
+        for sec, (rgb, truth, _) in enumerate(bins, start=300):
+            msg = by_sec[sec]
+            assert (msg.encoding, msg.width, msg.height, msg.step) == ('32FC1', 320, 240, 320 * 4)
+            assert msg.header.frame_id == 'camera_color_optical_frame'
+            estimate = np.frombuffer(bytes(msg.data), np.float32).reshape(240, 320)
+            valid = truth > 0
+            relative.append(np.abs(estimate[valid] - truth[valid]) / truth[valid])
+        abs_rel = float(np.concatenate(relative).mean())
+        assert abs_rel < 0.10, abs_rel
+        pose_by_sec = {p.header.stamp.sec: p for p in poses}
+        t_err, r_err = [], []
+        for sec, (_, _, labels) in enumerate(views, start=300 + len(bins)):
+            msg = pose_by_sec[sec]
+            assert msg.header.frame_id == 'work_cell'
+            cov = np.array(msg.pose.covariance).reshape(6, 6)
+            assert np.all(np.diag(cov) > 0) and np.count_nonzero(cov - np.diag(np.diag(cov))) == 0
+            truth = labels['cell_from_camera']
+            p, q = msg.pose.pose.position, msg.pose.pose.orientation
+            t_err.append(np.linalg.norm(np.array([p.x, p.y, p.z]) - np.array(truth['translation_m'])))
+            dot = abs(np.dot([q.x, q.y, q.z, q.w], truth['rotation_xyzw']))
+            r_err.append(np.degrees(2 * np.arccos(min(dot, 1.0))))
+        assert np.median(t_err) < 0.08 and np.median(r_err) < 6.0, (t_err, r_err)
+    finally:
+        client.destroy()
+        assert node.stop() == 0, node.output()
