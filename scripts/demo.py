@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Demo: start perception_node as the launch file does, replay the committed sample bag
 (data/sample_bin_picking: 30 synthetic bin-picking frames with ground truth) into it through
-rclpy, receive its masks and overlays, write them as PNG files next to the ground truth, and
-print the segmentation quality against the bag's ground truth and the node's latency.
+rclpy, receive its masks, overlays and depth estimates, write them as PNG files next to the
+ground truth, and print each head's quality against the bag's ground truth (segmentation IoU,
+depth AbsRel/RMSE against the bag's depth camera) and the node's latency.
 
 Run through `make demo` (it sets up the machine and the environment first). The node runs its
-default segmentation model, models/unet_bin_seg (trained on generated scenes at 160x120).
+default models: models/unet_bin_seg and models/depth_bin (trained on generated scenes at
+160x120).
 """
 import sys
 import time
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
+import yaml
 from PIL import Image as PilImage
 from rclpy.serialization import deserialize_message
 from rosbags.rosbag2 import Reader
@@ -62,6 +65,9 @@ def main():
     client = Client(rclpy, '', INPUTS)
     confusion = np.zeros((4, 4), np.int64)
     latencies_ms = []
+    depths = []
+    client.node.create_subscription(Image, '/depth/estimated', depths.append, 100)
+    depth_errors = []
     try:
         client.wait_connected(node_process, timeout=60)
         for index, frame in enumerate(frames):
@@ -75,14 +81,27 @@ def main():
             latencies_ms.append((time.monotonic() - sent) * 1000)
             client.wait_for(lambda: client.overlays_at(image.header.stamp), f'the overlay of frame {index}',
                             node_process=node_process)
+            stamp = (image.header.stamp.sec, image.header.stamp.nanosec)
+            client.wait_for(lambda: any((d.header.stamp.sec, d.header.stamp.nanosec) == stamp for d in depths),
+                            f'the depth estimate of frame {index}', node_process=node_process)
+            estimate = next(d for d in depths if (d.header.stamp.sec, d.header.stamp.nanosec) == stamp)
+            estimate = np.frombuffer(bytes(estimate.data), np.float32).reshape(estimate.height, estimate.width)
+            sensor = frame[INPUTS['depth']]
+            measured = np.frombuffer(bytes(sensor.data), np.uint16).reshape(sensor.height, sensor.width) / 1000.0
+            valid = measured > 0
+            depth_errors.append((estimate[valid] - measured[valid], measured[valid]))
             mask = pixels(client.masks_at(image.header.stamp)[0])
             truth = GT_TO_MODEL[pixels(frame[GROUND_TRUTH])]
             np.add.at(confusion, (truth.ravel(), np.minimum(mask.ravel(), 3)), 1)
             if index < 6:
                 overlay = pixels(client.overlays_at(image.header.stamp)[0])
                 palette = np.array([[0, 0, 0], [40, 90, 200], [230, 160, 30], [255, 255, 255]], np.uint8)
+                # Depth as grey, 0.5 m white .. 1.0 m black, estimate beside the sensor's.
+                grey = lambda d: np.repeat((np.clip((1.0 - d) / 0.5, 0, 1) * 255).astype(np.uint8)[:, :, None], 3, 2)
                 PilImage.fromarray(np.concatenate([pixels(image), overlay, palette[truth]], 1)).save(
                     OUT / f'frame{index:02}_input_overlay_truth.png')
+                PilImage.fromarray(np.concatenate([grey(estimate), grey(measured)], 1)).save(
+                    OUT / f'frame{index:02}_depth_estimate_sensor.png')
         diagnostics = client.latest_diagnostics()
     finally:
         client.destroy()
@@ -96,13 +115,19 @@ def main():
     print(f'segmentation vs ground truth, model {model}:')
     print('  ' + ', '.join(f'{name} IoU {v:.3f}' for name, v in zip(MODEL_CLASSES, iou)) +
           f'; mIoU {iou.mean():.3f}')
+    error = np.concatenate([e for e, _ in depth_errors])
+    measured = np.concatenate([m for _, m in depth_errors])
+    params = yaml.safe_load((ROOT / 'config' / 'perception.yaml').read_text())['/**']['ros__parameters']
+    print(f'depth estimate vs the bag\'s depth camera, model {params["depth_model"]}: '
+          f'AbsRel {np.mean(np.abs(error) / measured):.3f}, RMSE {np.sqrt(np.mean(error ** 2)) * 1000:.1f} mm, '
+          f'delta<1.25 {np.mean(np.maximum((error + measured) / measured, measured / np.maximum(error + measured, 1e-6)) < 1.25):.3f}')
     print(f'  publish-to-mask latency: median {np.median(latencies_ms):.1f} ms, '
           f'max {np.max(latencies_ms):.1f} ms (includes resends of lost best-effort frames)')
     for key in ('frames_processed', 'latency_inference_mean_ms', 'latency_end_to_end_mean_ms', 'device'):
         if key in diagnostics:
             print(f'  node {key}: {diagnostics[key]}')
-    print(f'images: {OUT}/frame*_input_overlay_truth.png (input | overlay | ground truth); '
-          f'node log: {log_path}')
+    print(f'images: {OUT}/frame*_input_overlay_truth.png (input | overlay | ground truth), '
+          f'{OUT}/frame*_depth_estimate_sensor.png; node log: {log_path}')
 
 
 if __name__ == '__main__':
