@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use crate::image::{CameraIntrinsics, DepthImage, MonoImage, RgbImage};
+use crate::postprocess::{Instance, InstanceImage};
 
 /// One decoded camera frame: colour, registered depth when it arrived, intrinsics when known.
 #[derive(Clone, Debug)]
@@ -17,6 +18,8 @@ pub struct InferOptions {
     pub overlay: bool,
     /// Overlay blending weight of the class colour, in [0, 1].
     pub overlay_alpha: f32,
+    /// Connected components smaller than this many pixels are not instances.
+    pub min_instance_px: u32,
 }
 
 /// Wall time of each stage of one inference.
@@ -45,6 +48,9 @@ pub struct Outputs {
     /// Class id per pixel.
     pub mask: MonoImage,
     pub overlay: Option<RgbImage>,
+    /// Instance id per pixel and the instances (detections), object classes only.
+    pub instances: InstanceImage,
+    pub detections: Vec<Instance>,
     /// The depth head's estimate (metres), when that head is on.
     pub depth_estimate: Option<DepthImage>,
     /// The pose head's estimate, when that head is on.

@@ -6,8 +6,8 @@ use thiserror::Error;
 use super::{CameraPose, Frame, InferOptions, Outputs, StageTimings};
 use crate::models::{LoadedModel, ModelError, ModelFolder, PoseNet, Task, WeightsSource};
 use crate::postprocess::{
-    blend_overlay, depth_output_to_image, logits_to_class_mask, resize_mask_nearest,
-    DepthOutputError,
+    blend_overlay, depth_output_to_image, label_instances, locate_instances, logits_to_class_mask,
+    resize_mask_nearest, score_instances, DepthOutputError,
 };
 use crate::preprocess::{resize_rgb, rgb_to_input_tensor, InputError};
 
@@ -27,6 +27,8 @@ pub enum PipelineError {
 pub struct Pipeline {
     segmentation: LoadedModel,
     palette: Vec<[u8; 3]>,
+    /// Per class: is it an object (not background, bin or boundary)?
+    is_object: Vec<bool>,
     depth: Option<LoadedModel>,
     pose: Option<(LoadedModel, [f64; 36])>,
     device: Device,
@@ -95,9 +97,16 @@ impl Pipeline {
             .iter()
             .map(|c| c.color)
             .collect();
+        let is_object = segmentation
+            .config
+            .classes
+            .iter()
+            .map(|c| !matches!(c.name.as_str(), "background" | "bin" | "boundary"))
+            .collect();
         Ok(Self {
             segmentation,
             palette,
+            is_object,
             depth: None,
             pose: None,
             device,
@@ -117,6 +126,16 @@ impl Pipeline {
         let covariance = pose_covariance(folder, &model)?;
         self.pose = Some((model, covariance));
         Ok(self)
+    }
+
+    /// The segmentation model's class names, by class id.
+    pub fn class_names(&self) -> Vec<String> {
+        self.segmentation
+            .config
+            .classes
+            .iter()
+            .map(|c| c.name.clone())
+            .collect()
     }
 
     /// Names of the enabled extra heads' models, for the start-up log.
@@ -154,6 +173,10 @@ impl Pipeline {
 
         let logits = self.segmentation.network.forward_t(&[input], false)?;
         let class_ids = logits_to_class_mask(&logits)?;
+        let (_, k, ph, pw) = logits.dims4()?;
+        let probabilities = candle_nn::ops::softmax(&logits, 1)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         let depth_out = match (&self.depth, depth_input) {
             (Some(model), Some(x)) => Some(model.network.forward_t(&[x], false)?),
             _ => None,
@@ -177,6 +200,16 @@ impl Pipeline {
         let depth_estimate = depth_out
             .map(|out| depth_output_to_image(&out, frame.rgb.width, frame.rgb.height))
             .transpose()?;
+        let (instances, mut detections) =
+            label_instances(&mask, &self.is_object, options.min_instance_px);
+        score_instances(&mut detections, &instances, &probabilities, (k, ph, pw));
+        // Measured depth when it came with the frame, else the depth head's estimate.
+        if let (Some(depth), Some(camera)) = (
+            frame.depth.as_ref().or(depth_estimate.as_ref()),
+            &frame.camera,
+        ) {
+            locate_instances(&mut detections, &instances, depth, camera);
+        }
         let camera_pose = match (&self.pose, pose_out) {
             // The network's quaternion is (w, x, y, z).
             (Some((_, covariance)), Some((xyz, q))) => Some(CameraPose {
@@ -190,6 +223,8 @@ impl Pipeline {
         Ok(Outputs {
             mask,
             overlay,
+            instances,
+            detections,
             depth_estimate,
             camera_pose,
             timings: StageTimings {
@@ -232,6 +267,7 @@ mod tests {
     const NO_OVERLAY: InferOptions = InferOptions {
         overlay: false,
         overlay_alpha: 0.5,
+        min_instance_px: 20,
     };
 
     /// The shipped depth and pose models through the pipeline, on 320x240 frames of seeds
@@ -292,6 +328,75 @@ mod tests {
         );
     }
 
+    /// Detections of the shipped U-Net on new scenes match the visible objects (box IoU), and
+    /// their centroids from the measured depth lie over the objects.
+    #[test]
+    fn detections_match_visible_objects_with_3d_centroids() {
+        let pipeline = Pipeline::new(&shipped("unet_bin_seg"), Device::Cpu).unwrap();
+        let bins = generated("bin_picking_single_class.yaml", 4244);
+        let (mut objects, mut matched, mut located) = (0, 0, 0);
+        for i in 0..3 {
+            let g = bins.frame(i);
+            let l = &g.labels;
+            let mut frame = frame_of(&g);
+            frame.depth = Some(crate::image::DepthImage {
+                width: 320,
+                height: 240,
+                depth_m: g
+                    .depth_mm
+                    .iter()
+                    .map(|&d| if d == 0 { f32::NAN } else { d as f32 / 1000.0 })
+                    .collect(),
+            });
+            frame.camera = Some(crate::image::CameraIntrinsics {
+                width: 320,
+                height: 240,
+                fx_px: l.intrinsics.fx,
+                fy_px: l.intrinsics.fy,
+                cx_px: l.intrinsics.cx,
+                cy_px: l.intrinsics.cy,
+            });
+            let out = pipeline.infer(&frame, &NO_OVERLAY).unwrap();
+            assert!(out
+                .detections
+                .iter()
+                .all(|d| (0.0..=1.0).contains(&d.score)));
+            for object in l.objects.iter().filter(|o| o.visible_pixels > 400) {
+                let [x0, y0, x1, y1] = object.box_px.unwrap().map(|v| v as f64);
+                objects += 1;
+                let iou = |d: &crate::postprocess::Instance| {
+                    let [a0, b0, a1, b1] = d.bounds.map(|v| v as f64);
+                    let iw = (a1.min(x1) - a0.max(x0) + 1.0).max(0.0);
+                    let ih = (b1.min(y1) - b0.max(y0) + 1.0).max(0.0);
+                    let area = |w: f64, h: f64| (w + 1.0) * (h + 1.0);
+                    iw * ih / (area(a1 - a0, b1 - b0) + area(x1 - x0, y1 - y0) - iw * ih)
+                };
+                let best = out
+                    .detections
+                    .iter()
+                    .max_by(|a, b| iou(a).total_cmp(&iou(b)));
+                let Some(d) = best else { continue };
+                if iou(d) > 0.5 {
+                    matched += 1;
+                    let c = d.centroid_m.unwrap();
+                    let t = object.camera_from_object.translation_m;
+                    if (c[0] - t[0]).abs() < 0.05 && (c[1] - t[1]).abs() < 0.05 {
+                        located += 1;
+                    }
+                }
+            }
+        }
+        assert!(objects >= 10, "{objects} objects");
+        assert!(
+            matched * 10 >= objects * 8,
+            "{matched} of {objects} matched"
+        );
+        assert!(
+            located * 10 >= matched * 8,
+            "{located} of {matched} located"
+        );
+    }
+
     #[test]
     fn a_head_given_the_wrong_kind_of_model_is_refused_naming_it() {
         let base = Pipeline::new(&shipped("unet_bin_seg"), Device::Cpu).unwrap();
@@ -329,6 +434,7 @@ mod tests {
                 &InferOptions {
                     overlay: true,
                     overlay_alpha: 0.5,
+                    min_instance_px: 20,
                 },
             )
             .unwrap();
@@ -342,6 +448,7 @@ mod tests {
                 &InferOptions {
                     overlay: false,
                     overlay_alpha: 0.5,
+                    min_instance_px: 20,
                 },
             )
             .unwrap();

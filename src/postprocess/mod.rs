@@ -2,9 +2,11 @@
 //! resolution, coloured overlays.
 
 mod depth;
+mod instances;
 mod mask;
 mod overlay;
 
 pub use depth::{depth_output_to_image, DepthOutputError};
+pub use instances::{label_instances, locate_instances, score_instances, Instance, InstanceImage};
 pub use mask::{logits_to_class_mask, resize_mask_nearest};
 pub use overlay::blend_overlay;

@@ -4,11 +4,13 @@ use r2r::builtin_interfaces::msg::Time;
 use r2r::geometry_msgs::msg::{
     Point, Pose, PoseWithCovariance, PoseWithCovarianceStamped, Quaternion,
 };
+use r2r::perception_msgs::msg::{Detection2D, Detection2DArray};
 use r2r::sensor_msgs::msg::{CameraInfo, Image};
 use r2r::std_msgs::msg::Header;
 
 use crate::image::{CameraIntrinsics, DepthImage, MonoImage, RgbImage};
 use crate::pipeline::CameraPose;
+use crate::postprocess::{Instance, InstanceImage};
 use crate::preprocess::RawImage;
 
 pub fn raw_image(msg: &Image) -> RawImage<'_> {
@@ -92,6 +94,57 @@ pub fn camera_pose_message(
             },
             covariance: pose.covariance.to_vec(),
         },
+    }
+}
+
+/// mono16 instance ids, little-endian.
+pub fn mono16_message(header: &Header, ids: &InstanceImage) -> Image {
+    Image {
+        header: header.clone(),
+        height: ids.height,
+        width: ids.width,
+        encoding: "mono16".into(),
+        is_bigendian: 0,
+        step: ids.width * 2,
+        data: ids.ids.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}
+
+/// One Detection2D per instance; class names from the segmentation model's class list.
+pub fn detections_message(
+    header: &Header,
+    instances: &[Instance],
+    class_names: &[String],
+) -> Detection2DArray {
+    Detection2DArray {
+        header: header.clone(),
+        detections: instances
+            .iter()
+            .map(|d| {
+                let [x0, y0, x1, y1] = d.bounds.map(|v| v as f32);
+                let centroid = d.centroid_m.unwrap_or([0.0; 3]);
+                Detection2D {
+                    class_id: d.class_id as u16,
+                    label: class_names
+                        .get(d.class_id as usize)
+                        .cloned()
+                        .unwrap_or_default(),
+                    score: d.score,
+                    // Pixel edges: the box spans from x0's left edge to x1's right edge.
+                    center_x_px: (x0 + x1 + 1.0) / 2.0,
+                    center_y_px: (y0 + y1 + 1.0) / 2.0,
+                    width_px: x1 - x0 + 1.0,
+                    height_px: y1 - y0 + 1.0,
+                    instance_id: d.id,
+                    centroid_m: Point {
+                        x: centroid[0],
+                        y: centroid[1],
+                        z: centroid[2],
+                    },
+                    centroid_valid: d.centroid_m.is_some(),
+                }
+            })
+            .collect(),
     }
 }
 

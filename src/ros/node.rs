@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use r2r::diagnostic_msgs::msg::DiagnosticArray;
 use r2r::geometry_msgs::msg::PoseWithCovarianceStamped;
+use r2r::perception_msgs::msg::Detection2DArray;
 use r2r::sensor_msgs::msg::{CameraInfo, Image};
 use r2r::std_msgs::msg::Header;
 use r2r::QosProfile;
 
 use super::convert::{
-    camera_pose_message, depth32_message, intrinsics, mono8_message, raw_image, rgb8_message,
-    stamp_ns,
+    camera_pose_message, depth32_message, detections_message, intrinsics, mono16_message,
+    mono8_message, raw_image, rgb8_message, stamp_ns,
 };
 use super::diagnostics::{diagnostics_message, DiagnosticsContext};
 use super::params::{NodeConfig, NodeParams, RuntimeParams};
@@ -178,6 +179,11 @@ pub fn run() -> Result<(), NodeError> {
     let heads = HeadPublishers {
         mask: mask_pub,
         overlay: overlay_pub,
+        instances: node
+            .create_publisher::<Image>("segmentation/instances", QosProfile::default())?,
+        detections: node
+            .create_publisher::<Detection2DArray>("detections", QosProfile::default())?,
+        class_names: pipeline.class_names(),
         depth: match config.depth_model_dir {
             Some(_) => {
                 Some(node.create_publisher::<Image>("depth/estimated", QosProfile::default())?)
@@ -413,6 +419,9 @@ async fn publish_diagnostics(
 struct HeadPublishers {
     mask: r2r::Publisher<Image>,
     overlay: r2r::Publisher<Image>,
+    instances: r2r::Publisher<Image>,
+    detections: r2r::Publisher<Detection2DArray>,
+    class_names: Vec<String>,
     depth: Option<r2r::Publisher<Image>>,
     pose: Option<r2r::Publisher<PoseWithCovarianceStamped>>,
 }
@@ -433,13 +442,15 @@ fn worker_loop(shared: &Shared, config: &NodeConfig, pipeline: &Pipeline, heads:
                 continue;
             }
         };
+        let params = shared.params.lock().expect("params lock").0.clone();
         let options = InferOptions {
             overlay: heads
                 .overlay
                 .get_inter_process_subscription_count()
                 .unwrap_or(0)
                 > 0,
-            overlay_alpha: shared.params.lock().expect("params lock").0.overlay_alpha as f32,
+            overlay_alpha: params.overlay_alpha as f32,
+            min_instance_px: params.min_instance_px as u32,
         };
         let outputs = match pipeline.infer(&frame, &options) {
             Ok(outputs) => outputs,
@@ -459,6 +470,17 @@ fn worker_loop(shared: &Shared, config: &NodeConfig, pipeline: &Pipeline, heads:
         if let Some(overlay) = &outputs.overlay {
             published = published.and(heads.overlay.publish(&rgb8_message(header, overlay)));
         }
+        published = published
+            .and(
+                heads
+                    .instances
+                    .publish(&mono16_message(header, &outputs.instances)),
+            )
+            .and(heads.detections.publish(&detections_message(
+                header,
+                &outputs.detections,
+                &heads.class_names,
+            )));
         if let (Some(publisher), Some(depth)) = (&heads.depth, &outputs.depth_estimate) {
             published = published.and(publisher.publish(&depth32_message(header, depth)));
         }

@@ -36,6 +36,8 @@ pub struct NodeParams {
     pub pose_frame_id: String,
     /// Weight of the class colour in segmentation/overlay, 0..1. Changeable at run time.
     pub overlay_alpha: f64,
+    /// Connected components of an object class smaller than this many pixels are not instances or detections, 1..1000000. Changeable at run time.
+    pub min_instance_px: i64,
     /// Largest accepted image, in pixels (width x height), 1..100000000. Start-up only.
     pub max_image_pixels: i64,
     /// Period of /diagnostics, seconds, 0.05..60. Start-up only.
@@ -45,7 +47,7 @@ pub struct NodeParams {
 }
 
 /// Parameters that `ros2 param set` may change while the node runs.
-pub const RUNTIME_PARAMETERS: &[&str] = &["overlay_alpha"];
+pub const RUNTIME_PARAMETERS: &[&str] = &["overlay_alpha", "min_instance_px"];
 
 /// Parameters that the ROS client library itself owns.
 const CLIENT_LIBRARY_PARAMETERS: &[&str] = &["use_sim_time"];
@@ -65,6 +67,7 @@ impl Default for NodeParams {
             pose_model: String::new(),
             pose_frame_id: "cell".into(),
             overlay_alpha: 0.5,
+            min_instance_px: 50,
             max_image_pixels: 4096 * 4096,
             diagnostics_period_s: 1.0,
             log_throttle_s: 5.0,
@@ -160,6 +163,7 @@ impl NodeParams {
             ));
         }
         in_range_f64("overlay_alpha", self.overlay_alpha, 0.0, 1.0)?;
+        in_range_i64("min_instance_px", self.min_instance_px, 1, 1_000_000)?;
         let head =
             |name: &str| (!name.is_empty()).then(|| PathBuf::from(&self.models_dir).join(name));
         if !self.pose_model.is_empty() && self.pose_frame_id.trim().is_empty() {
@@ -297,6 +301,7 @@ mod tests {
             ),
             ("models_dir", Box::new(|p| p.models_dir = String::new())),
             ("overlay_alpha", Box::new(|p| p.overlay_alpha = 1.5)),
+            ("min_instance_px", Box::new(|p| p.min_instance_px = 0)),
             ("max_image_pixels", Box::new(|p| p.max_image_pixels = 0)),
             (
                 "diagnostics_period_s",

@@ -1,5 +1,7 @@
 """The node with a real rclpy client in another process: encodings, row padding, depth,
 headers, malformed input, parameters."""
+import time
+
 import numpy as np
 import pytest
 import yaml
@@ -143,12 +145,12 @@ def set_parameter(client, node, name, value):
     service = client.node.create_client(SetParameters, f'{NS}/perception_node/set_parameters')
     client.wait_for(service.service_is_ready, 'the set_parameters service', node_process=node)
     request = SetParameters.Request()
-    kind = ParameterType.PARAMETER_DOUBLE if isinstance(value, float) else ParameterType.PARAMETER_STRING
-    pv = ParameterValue(type=kind)
     if isinstance(value, float):
-        pv.double_value = value
+        pv = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+    elif isinstance(value, int):
+        pv = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
     else:
-        pv.string_value = value
+        pv = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
     request.parameters = [Parameter(name=name, value=pv)]
     future = service.call_async(request)
     client.wait_for(future.done, f'the answer to setting {name}', node_process=node)
@@ -161,6 +163,9 @@ def test_run_time_parameters_are_validated(running):
     assert not result.successful and '[0, 1]' in result.reason
     result = set_parameter(client, node, 'device', 'cuda:0')
     assert not result.successful and 'start-up' in result.reason
+    result = set_parameter(client, node, 'min_instance_px', 0)
+    assert not result.successful and '[1, 1000000]' in result.reason
+    assert set_parameter(client, node, 'min_instance_px', 10).successful
     assert set_parameter(client, node, 'overlay_alpha', 1.0).successful
     # With alpha 1 an object pixel of the overlay is exactly its class colour.
     msg = image_msg('rgb8', 64, 48, 600)
@@ -224,24 +229,60 @@ def test_depth_and_pose_heads_publish_estimates_that_meet_the_targets(start_node
     at input resolution, the image's header) against the generator's depth, camera_pose
     (the cell frame, the image's stamp, a covariance) against the true camera pose."""
     from geometry_msgs.msg import PoseWithCovarianceStamped
+    from perception_msgs.msg import Detection2DArray
     bins = generated_frames(tmp_path, 'bins', 'bin_picking_single_class.yaml', 501, 3)
     views = generated_frames(tmp_path, 'views', 'pose_cell.yaml', 502, 7)
-    node = start_node(extra_ros_args=['-p', 'depth_model:=depth_bin', '-p', 'pose_model:=posenet_cell',
-                                      '-p', 'pose_frame_id:=work_cell'], **LAUNCH_ARGS)
+    node = start_node(extra_ros_args=['-p', 'segmentation_model:=unet_bin_seg', '-p', 'depth_model:=depth_bin',
+                                      '-p', 'pose_model:=posenet_cell', '-p', 'pose_frame_id:=work_cell'],
+                      **LAUNCH_ARGS)
     client = Client(rclpy_context, NS, INPUTS)
-    depths, poses = [], []
+    depths, poses, detections, instances = [], [], [], []
     client.node.create_subscription(Image, f'{NS}/depth/estimated', depths.append, 100)
     client.node.create_subscription(PoseWithCovarianceStamped, f'{NS}/camera_pose', poses.append, 100)
+    client.node.create_subscription(Detection2DArray, f'{NS}/detections', detections.append, 100)
+    client.node.create_subscription(Image, f'{NS}/segmentation/instances', instances.append, 100)
     try:
         client.wait_connected(node)
         client.wait_for(lambda: client.node.count_publishers(f'{NS}/camera_pose') > 0
                         and client.node.count_publishers(f'{NS}/depth/estimated') > 0,
                         'the head topics', node_process=node)
         frames = bins + views
+        # One camera for every frame (the generator's field of view): its camera_info first,
+        # given time to arrive before the images it applies to.
+        k = bins[0][2]['intrinsics']
+        assert all(f[2]['intrinsics'] == k for f in frames)
+        info = camera_info_msg(320, 240, 299)
+        info.k = [k['fx'], 0.0, k['cx'], 0.0, k['fy'], k['cy'], 0.0, 0.0, 1.0]
+        client.info_pub.publish(info)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            client.executor.spin_once(timeout_sec=0.05)
         for sec, (rgb, _, _) in enumerate(frames, start=300):
             client.image_pub.publish(rgb_msg(rgb, sec))
-        client.wait_for(lambda: len(depths) >= len(frames) and len(poses) >= len(frames),
-                        'depth and pose for every frame', timeout=120, node_process=node)
+        client.wait_for(lambda: len(depths) >= len(frames) and len(poses) >= len(frames)
+                        and len(detections) >= len(frames) and len(instances) >= len(frames),
+                        'every head for every frame', timeout=120, node_process=node)
+        # Detections of the bin frames: one per large visible object, boxes overlapping, 3-D
+        # centroids (camera_info + the depth head) over the objects.
+        det_by_sec = {d.header.stamp.sec: d for d in detections}
+        inst_by_sec = {i.header.stamp.sec: i for i in instances}
+        objects = matched = located = 0
+        for sec, (_, _, labels) in enumerate(bins, start=300):
+            found = det_by_sec[sec].detections
+            ids = np.frombuffer(bytes(inst_by_sec[sec].data), np.uint16).reshape(240, 320)
+            assert inst_by_sec[sec].encoding == 'mono16'
+            assert sorted(d.instance_id for d in found) == sorted(set(ids[ids > 0].tolist()))
+            for obj in (o for o in labels['objects'] if o['visible_pixels'] > 400):
+                objects += 1
+                x0, y0, x1, y1 = obj['box_px']
+                best = max(found, key=lambda d: box_iou(d, (x0, y0, x1, y1)), default=None)
+                if best is not None and box_iou(best, (x0, y0, x1, y1)) > 0.5:
+                    matched += 1
+                    assert best.label == 'object' and 0.5 < best.score <= 1.0 and best.centroid_valid
+                    t = obj['camera_from_object']['translation_m']
+                    if abs(best.centroid_m.x - t[0]) < 0.05 and abs(best.centroid_m.y - t[1]) < 0.05:
+                        located += 1
+        assert objects >= 8 and matched >= 0.8 * objects and located >= 0.8 * matched, (objects, matched, located)
         by_sec = {d.header.stamp.sec: d for d in depths}
         relative = []
         for sec, (rgb, truth, _) in enumerate(bins, start=300):
@@ -269,3 +310,12 @@ def test_depth_and_pose_heads_publish_estimates_that_meet_the_targets(start_node
     finally:
         client.destroy()
         assert node.stop() == 0, node.output()
+
+
+def box_iou(detection, box):
+    """IoU of a Detection2D's box and an inclusive pixel box (x0, y0, x1, y1)."""
+    a0, a1 = detection.center_x_px - detection.width_px / 2, detection.center_x_px + detection.width_px / 2
+    b0, b1 = detection.center_y_px - detection.height_px / 2, detection.center_y_px + detection.height_px / 2
+    x0, y0, x1, y1 = box[0], box[1], box[2] + 1, box[3] + 1
+    inter = max(0.0, min(a1, x1) - max(a0, x0)) * max(0.0, min(b1, y1) - max(b0, y0))
+    return inter / ((a1 - a0) * (b1 - b0) + (x1 - x0) * (y1 - y0) - inter)
