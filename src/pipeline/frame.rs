@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use crate::image::{CameraIntrinsics, DepthImage, MonoImage, RgbImage};
-use crate::postprocess::{Instance, InstanceImage};
+use crate::postprocess::{GraspCandidate, Instance, InstanceImage};
 
 /// One decoded camera frame: colour, registered depth when it arrived, intrinsics when known.
 #[derive(Clone, Debug)]
@@ -20,6 +20,19 @@ pub struct InferOptions {
     pub overlay_alpha: f32,
     /// Connected components smaller than this many pixels are not instances.
     pub min_instance_px: u32,
+    /// Grasps published: at most this many, each at least this quality.
+    pub grasp_top_k: usize,
+    pub grasp_min_quality: f32,
+}
+
+/// A grasp candidate with the grasp network's quality and its pose in the camera optical
+/// frame (z = approach, x = closing direction).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScoredGrasp {
+    pub candidate: GraspCandidate,
+    pub quality: f32,
+    pub position_m: [f64; 3],
+    pub orientation_xyzw: [f64; 4],
 }
 
 /// Wall time of each stage of one inference.
@@ -55,5 +68,8 @@ pub struct Outputs {
     pub depth_estimate: Option<DepthImage>,
     /// The pose head's estimate, when that head is on.
     pub camera_pose: Option<CameraPose>,
+    /// Ranked grasps (best first), when the grasp head is on and depth and camera_info are
+    /// known.
+    pub grasps: Vec<ScoredGrasp>,
     pub timings: StageTimings,
 }

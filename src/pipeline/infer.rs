@@ -3,13 +3,19 @@ use std::time::Instant;
 use candle_core::Device;
 use thiserror::Error;
 
-use super::{CameraPose, Frame, InferOptions, Outputs, StageTimings};
-use crate::models::{LoadedModel, ModelError, ModelFolder, PoseNet, Task, WeightsSource};
+use super::{CameraPose, Frame, InferOptions, Outputs, ScoredGrasp, StageTimings};
+use crate::image::DepthImage;
+use crate::models::{
+    Architecture, LoadedModel, ModelError, ModelFolder, PoseNet, Task, WeightsSource,
+};
 use crate::postprocess::{
     blend_overlay, depth_output_to_image, label_instances, locate_instances, logits_to_class_mask,
-    resize_mask_nearest, score_instances, DepthOutputError,
+    resize_mask_nearest, sample_parallel_jaw, score_instances, DepthOutputError, GraspCandidate,
+    GraspSampling,
 };
-use crate::preprocess::{resize_rgb, rgb_to_input_tensor, InputError};
+use crate::preprocess::{
+    grasp_depth_patch, resize_rgb, rgb_to_input_tensor, GraspInImage, InputError,
+};
 
 #[derive(Debug, Error)]
 pub enum PipelineError {
@@ -31,6 +37,7 @@ pub struct Pipeline {
     is_object: Vec<bool>,
     depth: Option<LoadedModel>,
     pose: Option<(LoadedModel, [f64; 36])>,
+    grasp: Option<(LoadedModel, GraspSampling)>,
     device: Device,
 }
 
@@ -109,6 +116,7 @@ impl Pipeline {
             is_object,
             depth: None,
             pose: None,
+            grasp: None,
             device,
         })
     }
@@ -126,6 +134,66 @@ impl Pipeline {
         let covariance = pose_covariance(folder, &model)?;
         self.pose = Some((model, covariance));
         Ok(self)
+    }
+
+    /// Turns the grasp head on with a GQ-CNN (`task: grasp_quality`) and how to sample its
+    /// candidates.
+    pub fn with_grasp(
+        mut self,
+        folder: &ModelFolder,
+        sampling: GraspSampling,
+    ) -> Result<Self, ModelError> {
+        let model = load_head(folder, Task::GraspQuality, "grasp_model", &self.device)?;
+        self.grasp = Some((model, sampling));
+        Ok(self)
+    }
+
+    /// Scores `candidates` with the grasp network in batches, from `depth` (metres); returns
+    /// the qualities in the same order.
+    fn score_grasps(
+        &self,
+        model: &LoadedModel,
+        candidates: &[GraspCandidate],
+        depth: &DepthImage,
+        fx: f64,
+    ) -> Result<Vec<f32>, PipelineError> {
+        let Architecture::GraspQuality(cfg) = &model.config.architecture else {
+            unreachable!("load_head checked the task");
+        };
+        let norm = &model.config.normalization;
+        let side = cfg.patch_size;
+        let mut qualities = Vec::with_capacity(candidates.len());
+        for chunk in candidates.chunks(256) {
+            let mut patches = Vec::with_capacity(chunk.len() * side * side);
+            let mut depths = Vec::with_capacity(chunk.len());
+            for c in chunk {
+                let at = GraspInImage {
+                    center_px: c.center_px,
+                    angle_rad: c.angle_rad,
+                    depth_m: c.approach_depth_m,
+                };
+                let patch = grasp_depth_patch(
+                    &depth.depth_m,
+                    depth.width as usize,
+                    fx,
+                    &at,
+                    side,
+                    cfg.patch_width_m,
+                );
+                patches.extend(patch.iter().map(|&v| (v - norm.mean[0]) / norm.std[0]));
+                depths.push((c.approach_depth_m as f32 - norm.mean[1]) / norm.std[1]);
+            }
+            let x =
+                candle_core::Tensor::from_vec(patches, (chunk.len(), 1, side, side), &self.device)?;
+            let z = candle_core::Tensor::from_vec(depths, (chunk.len(), 1), &self.device)?;
+            let logits = model.network.forward_t(&[x, z], false)?;
+            qualities.extend(
+                candle_nn::ops::sigmoid(&logits)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?,
+            );
+        }
+        Ok(qualities)
     }
 
     /// The segmentation model's class names, by class id.
@@ -146,6 +214,9 @@ impl Pipeline {
         }
         if let Some((m, _)) = &self.pose {
             names.push(format!("pose: {}", m.config.name));
+        }
+        if let Some((m, _)) = &self.grasp {
+            names.push(format!("grasp: {}", m.config.name));
         }
         names
     }
@@ -204,11 +275,35 @@ impl Pipeline {
             label_instances(&mask, &self.is_object, options.min_instance_px);
         score_instances(&mut detections, &instances, &probabilities, (k, ph, pw));
         // Measured depth when it came with the frame, else the depth head's estimate.
+        let mut grasps = Vec::new();
         if let (Some(depth), Some(camera)) = (
             frame.depth.as_ref().or(depth_estimate.as_ref()),
             &frame.camera,
         ) {
             locate_instances(&mut detections, &instances, depth, camera);
+            if let Some((model, sampling)) = &self.grasp {
+                let candidates =
+                    sample_parallel_jaw(&instances, &detections, depth, camera, sampling);
+                let fx = camera.fx_px * frame.rgb.width as f64 / camera.width.max(1) as f64;
+                let qualities = self.score_grasps(model, &candidates, depth, fx)?;
+                grasps = candidates
+                    .into_iter()
+                    .zip(qualities)
+                    .filter(|(_, q)| *q >= options.grasp_min_quality)
+                    .map(|(candidate, quality)| {
+                        let (position_m, orientation_xyzw) =
+                            candidate.pose(camera, frame.rgb.width, frame.rgb.height);
+                        ScoredGrasp {
+                            candidate,
+                            quality,
+                            position_m,
+                            orientation_xyzw,
+                        }
+                    })
+                    .collect();
+                grasps.sort_by(|a: &ScoredGrasp, b| b.quality.total_cmp(&a.quality));
+                grasps.truncate(options.grasp_top_k);
+            }
         }
         let camera_pose = match (&self.pose, pose_out) {
             // The network's quaternion is (w, x, y, z).
@@ -227,6 +322,7 @@ impl Pipeline {
             detections,
             depth_estimate,
             camera_pose,
+            grasps,
             timings: StageTimings {
                 preprocess: preprocessed - started,
                 inference: inferred - preprocessed,
@@ -268,6 +364,8 @@ mod tests {
         overlay: false,
         overlay_alpha: 0.5,
         min_instance_px: 20,
+        grasp_top_k: 10,
+        grasp_min_quality: 0.0,
     };
 
     /// The shipped depth and pose models through the pipeline, on 320x240 frames of seeds
@@ -397,6 +495,101 @@ mod tests {
         );
     }
 
+    /// The grasp head on new scenes with the sensor's depth: ranked grasps whose jaw centres
+    /// lie in the objects they belong to, and which the generator's analytic rule (labels of
+    /// nearby candidates) rates better than its candidates on average.
+    #[test]
+    fn grasp_head_ranks_grasps_inside_objects_that_the_analytic_rule_favours() {
+        use nalgebra::{Isometry3, Point3, Quaternion, Translation3, UnitQuaternion, Vector3};
+        let pipeline = Pipeline::new(&shipped("unet_bin_seg"), Device::Cpu)
+            .unwrap()
+            .with_grasp(&shipped("gqcnn_parallel_jaw"), GraspSampling::default())
+            .unwrap();
+        let bins = generated("bin_picking_single_class.yaml", 4245);
+        let options = InferOptions {
+            grasp_top_k: 5,
+            ..NO_OVERLAY
+        };
+        let (mut total, mut inside, mut labelled, mut good) = (0, 0, 0, 0);
+        let (mut base_total, mut base_good) = (0, 0);
+        for i in 0..4 {
+            let g = bins.frame(i);
+            let l = &g.labels;
+            let mut frame = frame_of(&g);
+            frame.depth = Some(crate::image::DepthImage {
+                width: 320,
+                height: 240,
+                depth_m: g
+                    .depth_mm
+                    .iter()
+                    .map(|&d| if d == 0 { f32::NAN } else { d as f32 / 1000.0 })
+                    .collect(),
+            });
+            frame.camera = Some(crate::image::CameraIntrinsics {
+                width: 320,
+                height: 240,
+                fx_px: l.intrinsics.fx,
+                fy_px: l.intrinsics.fy,
+                cx_px: l.intrinsics.cx,
+                cy_px: l.intrinsics.cy,
+            });
+            let out = pipeline.infer(&frame, &options).unwrap();
+            assert!(!out.grasps.is_empty() && out.grasps.len() <= 5);
+            assert!(out.grasps.windows(2).all(|p| p[0].quality >= p[1].quality));
+            for grasp in &out.grasps {
+                total += 1;
+                // The jaw centre, in each object's frame: inside (or within 1 cm of) one of them.
+                let p = Point3::from(grasp.position_m);
+                let near = l.objects.iter().any(|o| {
+                    let [x, y, z, w] = o.camera_from_object.rotation_xyzw;
+                    let iso = Isometry3::from_parts(
+                        Translation3::from(Vector3::from(o.camera_from_object.translation_m)),
+                        UnitQuaternion::from_quaternion(Quaternion::new(w, x, y, z)),
+                    );
+                    o.shape.signed_distance_local(&(iso.inverse() * p)) < 0.01
+                });
+                inside += near as usize;
+                // Labelled candidates of the generator close to this grasp (centre within 4 px,
+                // closing direction within 20 degrees).
+                let c = grasp.candidate;
+                for label in l
+                    .grasps
+                    .iter()
+                    .filter(|g| g.gripper == crate::scene::grasps::GripperKind::ParallelJaw)
+                {
+                    let d = ((label.center_px[0] - c.center_px[0]).powi(2)
+                        + (label.center_px[1] - c.center_px[1]).powi(2))
+                    .sqrt();
+                    let da = (label.angle_rad - c.angle_rad).rem_euclid(std::f64::consts::PI);
+                    let da = da.min(std::f64::consts::PI - da).to_degrees();
+                    if d < 4.0 && da < 20.0 {
+                        labelled += 1;
+                        good += label.success as usize;
+                    }
+                }
+            }
+            for label in &l.grasps {
+                if label.gripper == crate::scene::grasps::GripperKind::ParallelJaw {
+                    base_total += 1;
+                    base_good += label.success as usize;
+                }
+            }
+        }
+        eprintln!(
+            "grasps {total}, inside {inside}, near labels {labelled} ({good} successful), labels {base_total} ({base_good} successful)"
+        );
+        assert!(
+            inside * 10 >= total * 9,
+            "{inside} of {total} inside an object"
+        );
+        let base_rate = base_good as f64 / base_total as f64;
+        assert!(labelled >= 5, "{labelled} labelled neighbours");
+        assert!(
+            good as f64 / labelled as f64 > 2.0 * base_rate,
+            "success near the top grasps {good}/{labelled} vs all candidates {base_rate:.3}"
+        );
+    }
+
     #[test]
     fn a_head_given_the_wrong_kind_of_model_is_refused_naming_it() {
         let base = Pipeline::new(&shipped("unet_bin_seg"), Device::Cpu).unwrap();
@@ -435,6 +628,8 @@ mod tests {
                     overlay: true,
                     overlay_alpha: 0.5,
                     min_instance_px: 20,
+                    grasp_top_k: 10,
+                    grasp_min_quality: 0.0,
                 },
             )
             .unwrap();
@@ -449,6 +644,8 @@ mod tests {
                     overlay: false,
                     overlay_alpha: 0.5,
                     min_instance_px: 20,
+                    grasp_top_k: 10,
+                    grasp_min_quality: 0.0,
                 },
             )
             .unwrap();

@@ -2,11 +2,13 @@
 //! resolution, coloured overlays.
 
 mod depth;
+mod grasps;
 mod instances;
 mod mask;
 mod overlay;
 
 pub use depth::{depth_output_to_image, DepthOutputError};
+pub use grasps::{sample_parallel_jaw, GraspCandidate, GraspSampling};
 pub use instances::{label_instances, locate_instances, score_instances, Instance, InstanceImage};
 pub use mask::{logits_to_class_mask, resize_mask_nearest};
 pub use overlay::blend_overlay;
