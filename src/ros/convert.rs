@@ -2,14 +2,16 @@
 
 use r2r::builtin_interfaces::msg::Time;
 use r2r::geometry_msgs::msg::{
-    Point, Pose, PoseWithCovariance, PoseWithCovarianceStamped, Quaternion,
+    Point, Pose, PoseArray, PoseWithCovariance, PoseWithCovarianceStamped, Quaternion, Vector3,
 };
-use r2r::perception_msgs::msg::{Detection2D, Detection2DArray};
+use r2r::perception_msgs::msg::{Detection2D, Detection2DArray, Grasp, GraspArray};
 use r2r::sensor_msgs::msg::{CameraInfo, Image};
+use r2r::std_msgs::msg::ColorRGBA;
 use r2r::std_msgs::msg::Header;
+use r2r::visualization_msgs::msg::{Marker, MarkerArray};
 
 use crate::image::{CameraIntrinsics, DepthImage, MonoImage, RgbImage};
-use crate::pipeline::CameraPose;
+use crate::pipeline::{CameraPose, ScoredGrasp};
 use crate::postprocess::{Instance, InstanceImage};
 use crate::preprocess::RawImage;
 
@@ -146,6 +148,118 @@ pub fn detections_message(
             })
             .collect(),
     }
+}
+
+fn pose_of(grasp: &ScoredGrasp) -> Pose {
+    let [x, y, z] = grasp.position_m;
+    let [qx, qy, qz, qw] = grasp.orientation_xyzw;
+    Pose {
+        position: Point { x, y, z },
+        orientation: Quaternion {
+            x: qx,
+            y: qy,
+            z: qz,
+            w: qw,
+        },
+    }
+}
+
+/// Ranked grasps, best first, in the image's frame (the camera optical frame).
+pub fn grasps_message(header: &Header, grasps: &[ScoredGrasp]) -> GraspArray {
+    GraspArray {
+        header: header.clone(),
+        grasps: grasps
+            .iter()
+            .map(|g| Grasp {
+                gripper_type: Grasp::GRIPPER_PARALLEL_JAW as u8,
+                pose: pose_of(g),
+                quality: g.quality,
+                width_m: g.candidate.width_m as f32,
+                center_x_px: g.candidate.center_px[0] as f32,
+                center_y_px: g.candidate.center_px[1] as f32,
+                angle_rad: g.candidate.angle_rad as f32,
+                approach_depth_m: g.candidate.approach_depth_m as f32,
+                instance_id: g.candidate.instance_id,
+            })
+            .collect(),
+    }
+}
+
+pub fn grasp_poses_message(header: &Header, grasps: &[ScoredGrasp]) -> PoseArray {
+    PoseArray {
+        header: header.clone(),
+        poses: grasps.iter().map(pose_of).collect(),
+    }
+}
+
+/// For RViz: per grasp an arrow down the approach (6 cm, ending at the jaw centre) and a line
+/// between the two jaw contacts, coloured from red (quality 0) to green (1); the first marker
+/// clears the previous frame's.
+pub fn grasp_markers_message(header: &Header, grasps: &[ScoredGrasp]) -> MarkerArray {
+    let mut markers = vec![Marker {
+        header: header.clone(),
+        ns: "grasps".into(),
+        action: Marker::DELETEALL as i32,
+        ..Default::default()
+    }];
+    for (i, g) in grasps.iter().enumerate() {
+        let [x, y, z] = g.position_m;
+        let (c, s) = (g.candidate.angle_rad.cos(), g.candidate.angle_rad.sin());
+        let half = g.candidate.width_m / 2.0;
+        let color = ColorRGBA {
+            r: 1.0 - g.quality,
+            g: g.quality,
+            b: 0.0,
+            a: 1.0,
+        };
+        let base = Marker {
+            header: header.clone(),
+            ns: "grasps".into(),
+            action: Marker::ADD as i32,
+            pose: Pose {
+                orientation: Quaternion {
+                    w: 1.0,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            color,
+            ..Default::default()
+        };
+        markers.push(Marker {
+            id: 2 * i as i32,
+            type_: Marker::ARROW as i32,
+            scale: Vector3 {
+                x: 0.004,
+                y: 0.008,
+                z: 0.01,
+            },
+            points: vec![Point { x, y, z: z - 0.06 }, Point { x, y, z }],
+            ..base.clone()
+        });
+        markers.push(Marker {
+            id: 2 * i as i32 + 1,
+            type_: Marker::LINE_LIST as i32,
+            scale: Vector3 {
+                x: 0.003,
+                ..Default::default()
+            },
+            points: vec![
+                Point {
+                    x: x - half * c,
+                    y: y - half * s,
+                    z,
+                },
+                Point {
+                    x: x + half * c,
+                    y: y + half * s,
+                    z,
+                },
+            ],
+            ..base
+        });
+    }
+    MarkerArray { markers }
 }
 
 pub fn rgb8_message(header: &Header, rgb: &RgbImage) -> Image {

@@ -8,15 +8,17 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use r2r::diagnostic_msgs::msg::DiagnosticArray;
-use r2r::geometry_msgs::msg::PoseWithCovarianceStamped;
-use r2r::perception_msgs::msg::Detection2DArray;
+use r2r::geometry_msgs::msg::{PoseArray, PoseWithCovarianceStamped};
+use r2r::perception_msgs::msg::{Detection2DArray, GraspArray};
 use r2r::sensor_msgs::msg::{CameraInfo, Image};
 use r2r::std_msgs::msg::Header;
+use r2r::visualization_msgs::msg::MarkerArray;
 use r2r::QosProfile;
 
 use super::convert::{
-    camera_pose_message, depth32_message, detections_message, intrinsics, mono16_message,
-    mono8_message, raw_image, rgb8_message, stamp_ns,
+    camera_pose_message, depth32_message, detections_message, grasp_markers_message,
+    grasp_poses_message, grasps_message, intrinsics, mono16_message, mono8_message, raw_image,
+    rgb8_message, stamp_ns,
 };
 use super::diagnostics::{diagnostics_message, DiagnosticsContext};
 use super::params::{NodeConfig, NodeParams, RuntimeParams};
@@ -24,6 +26,7 @@ use super::NodeError;
 use crate::image::CameraIntrinsics;
 use crate::models::{ModelFolder, WeightsSource};
 use crate::pipeline::{select_device, Frame, InferOptions, Pipeline, PipelineError};
+use crate::postprocess::GraspSampling;
 use crate::preprocess::{check_depth_matches, decode_color, decode_depth, InputError};
 use crate::runtime::{
     DropReason, FrameQueue, LogThrottle, NodeStats, Push, QueueMode, StampPairer,
@@ -143,6 +146,13 @@ pub fn run() -> Result<(), NodeError> {
     if let Some(dir) = &config.pose_model_dir {
         pipeline = pipeline.with_pose(&ModelFolder::new(dir))?;
     }
+    if let Some(dir) = &config.grasp_model_dir {
+        let sampling = GraspSampling {
+            finger_depth_m: config.grasp_finger_depth_m,
+            ..Default::default()
+        };
+        pipeline = pipeline.with_grasp(&ModelFolder::new(dir), sampling)?;
+    }
     for head in pipeline.head_names() {
         r2r::log_info!(&logger, "head {head}");
     }
@@ -188,6 +198,15 @@ pub fn run() -> Result<(), NodeError> {
             Some(_) => {
                 Some(node.create_publisher::<Image>("depth/estimated", QosProfile::default())?)
             }
+            None => None,
+        },
+        grasps: match config.grasp_model_dir {
+            Some(_) => Some(GraspPublishers {
+                grasps: node.create_publisher::<GraspArray>("grasps", QosProfile::default())?,
+                poses: node.create_publisher::<PoseArray>("grasps/poses", QosProfile::default())?,
+                markers: node
+                    .create_publisher::<MarkerArray>("grasps/markers", QosProfile::default())?,
+            }),
             None => None,
         },
         pose: match config.pose_model_dir {
@@ -424,6 +443,13 @@ struct HeadPublishers {
     class_names: Vec<String>,
     depth: Option<r2r::Publisher<Image>>,
     pose: Option<r2r::Publisher<PoseWithCovarianceStamped>>,
+    grasps: Option<GraspPublishers>,
+}
+
+struct GraspPublishers {
+    grasps: r2r::Publisher<GraspArray>,
+    poses: r2r::Publisher<PoseArray>,
+    markers: r2r::Publisher<MarkerArray>,
 }
 
 fn worker_loop(shared: &Shared, config: &NodeConfig, pipeline: &Pipeline, heads: &HeadPublishers) {
@@ -451,6 +477,8 @@ fn worker_loop(shared: &Shared, config: &NodeConfig, pipeline: &Pipeline, heads:
                 > 0,
             overlay_alpha: params.overlay_alpha as f32,
             min_instance_px: params.min_instance_px as u32,
+            grasp_top_k: params.grasp_top_k as usize,
+            grasp_min_quality: params.grasp_min_quality as f32,
         };
         let outputs = match pipeline.infer(&frame, &options) {
             Ok(outputs) => outputs,
@@ -483,6 +511,18 @@ fn worker_loop(shared: &Shared, config: &NodeConfig, pipeline: &Pipeline, heads:
             )));
         if let (Some(publisher), Some(depth)) = (&heads.depth, &outputs.depth_estimate) {
             published = published.and(publisher.publish(&depth32_message(header, depth)));
+        }
+        if let Some(p) = &heads.grasps {
+            published = published
+                .and(p.grasps.publish(&grasps_message(header, &outputs.grasps)))
+                .and(
+                    p.poses
+                        .publish(&grasp_poses_message(header, &outputs.grasps)),
+                )
+                .and(
+                    p.markers
+                        .publish(&grasp_markers_message(header, &outputs.grasps)),
+                );
         }
         if let (Some(publisher), Some(pose)) = (&heads.pose, &outputs.camera_pose) {
             published = published.and(publisher.publish(&camera_pose_message(

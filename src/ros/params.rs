@@ -34,6 +34,14 @@ pub struct NodeParams {
     pub pose_model: String,
     /// Frame of the work cell that camera_pose is expressed in. Start-up only.
     pub pose_frame_id: String,
+    /// Grasp-quality model folder inside models_dir (a GQ-CNN for the parallel-jaw gripper); empty turns the grasp head (grasps, grasps/poses, grasps/markers) off. Start-up only.
+    pub grasp_model: String,
+    /// How far below the grasped surface the jaw centre goes, metres, 0..0.2 (the gripper's finger depth). Start-up only.
+    pub grasp_finger_depth_m: f64,
+    /// Most grasps published per frame, 1..1000. Changeable at run time.
+    pub grasp_top_k: i64,
+    /// Least predicted success probability of a published grasp, 0..1. Changeable at run time.
+    pub grasp_min_quality: f64,
     /// Weight of the class colour in segmentation/overlay, 0..1. Changeable at run time.
     pub overlay_alpha: f64,
     /// Connected components of an object class smaller than this many pixels are not instances or detections, 1..1000000. Changeable at run time.
@@ -47,7 +55,12 @@ pub struct NodeParams {
 }
 
 /// Parameters that `ros2 param set` may change while the node runs.
-pub const RUNTIME_PARAMETERS: &[&str] = &["overlay_alpha", "min_instance_px"];
+pub const RUNTIME_PARAMETERS: &[&str] = &[
+    "overlay_alpha",
+    "min_instance_px",
+    "grasp_top_k",
+    "grasp_min_quality",
+];
 
 /// Parameters that the ROS client library itself owns.
 const CLIENT_LIBRARY_PARAMETERS: &[&str] = &["use_sim_time"];
@@ -66,6 +79,10 @@ impl Default for NodeParams {
             depth_model: "depth_bin".into(),
             pose_model: String::new(),
             pose_frame_id: "cell".into(),
+            grasp_model: "gqcnn_parallel_jaw".into(),
+            grasp_finger_depth_m: 0.03,
+            grasp_top_k: 10,
+            grasp_min_quality: 0.5,
             overlay_alpha: 0.5,
             min_instance_px: 50,
             max_image_pixels: 4096 * 4096,
@@ -97,6 +114,8 @@ pub struct NodeConfig {
     pub depth_model_dir: Option<PathBuf>,
     pub pose_model_dir: Option<PathBuf>,
     pub pose_frame_id: String,
+    pub grasp_model_dir: Option<PathBuf>,
+    pub grasp_finger_depth_m: f64,
     pub max_image_pixels: u64,
     pub diagnostics_period: Duration,
     pub log_throttle: Duration,
@@ -164,6 +183,8 @@ impl NodeParams {
         }
         in_range_f64("overlay_alpha", self.overlay_alpha, 0.0, 1.0)?;
         in_range_i64("min_instance_px", self.min_instance_px, 1, 1_000_000)?;
+        in_range_i64("grasp_top_k", self.grasp_top_k, 1, 1000)?;
+        in_range_f64("grasp_min_quality", self.grasp_min_quality, 0.0, 1.0)?;
         let head =
             |name: &str| (!name.is_empty()).then(|| PathBuf::from(&self.models_dir).join(name));
         if !self.pose_model.is_empty() && self.pose_frame_id.trim().is_empty() {
@@ -193,6 +214,13 @@ impl NodeParams {
             depth_model_dir: head(&self.depth_model),
             pose_model_dir: head(&self.pose_model),
             pose_frame_id: self.pose_frame_id.clone(),
+            grasp_model_dir: head(&self.grasp_model),
+            grasp_finger_depth_m: in_range_f64(
+                "grasp_finger_depth_m",
+                self.grasp_finger_depth_m,
+                0.0,
+                0.2,
+            )?,
             max_image_pixels: in_range_i64(
                 "max_image_pixels",
                 self.max_image_pixels,
@@ -302,6 +330,12 @@ mod tests {
             ("models_dir", Box::new(|p| p.models_dir = String::new())),
             ("overlay_alpha", Box::new(|p| p.overlay_alpha = 1.5)),
             ("min_instance_px", Box::new(|p| p.min_instance_px = 0)),
+            ("grasp_top_k", Box::new(|p| p.grasp_top_k = 0)),
+            ("grasp_min_quality", Box::new(|p| p.grasp_min_quality = 1.5)),
+            (
+                "grasp_finger_depth_m",
+                Box::new(|p| p.grasp_finger_depth_m = -0.1),
+            ),
             ("max_image_pixels", Box::new(|p| p.max_image_pixels = 0)),
             (
                 "diagnostics_period_s",

@@ -229,18 +229,24 @@ def test_depth_and_pose_heads_publish_estimates_that_meet_the_targets(start_node
     at input resolution, the image's header) against the generator's depth, camera_pose
     (the cell frame, the image's stamp, a covariance) against the true camera pose."""
     from geometry_msgs.msg import PoseWithCovarianceStamped
-    from perception_msgs.msg import Detection2DArray
+    from geometry_msgs.msg import PoseArray
+    from perception_msgs.msg import Detection2DArray, GraspArray
+    from visualization_msgs.msg import MarkerArray
     bins = generated_frames(tmp_path, 'bins', 'bin_picking_single_class.yaml', 501, 3)
     views = generated_frames(tmp_path, 'views', 'pose_cell.yaml', 502, 7)
     node = start_node(extra_ros_args=['-p', 'segmentation_model:=unet_bin_seg', '-p', 'depth_model:=depth_bin',
-                                      '-p', 'pose_model:=posenet_cell', '-p', 'pose_frame_id:=work_cell'],
+                                      '-p', 'pose_model:=posenet_cell', '-p', 'pose_frame_id:=work_cell',
+                                      '-p', 'grasp_model:=gqcnn_parallel_jaw', '-p', 'grasp_top_k:=5'],
                       **LAUNCH_ARGS)
     client = Client(rclpy_context, NS, INPUTS)
-    depths, poses, detections, instances = [], [], [], []
+    depths, poses, detections, instances, grasps, grasp_poses, markers = [], [], [], [], [], [], []
     client.node.create_subscription(Image, f'{NS}/depth/estimated', depths.append, 100)
     client.node.create_subscription(PoseWithCovarianceStamped, f'{NS}/camera_pose', poses.append, 100)
     client.node.create_subscription(Detection2DArray, f'{NS}/detections', detections.append, 100)
     client.node.create_subscription(Image, f'{NS}/segmentation/instances', instances.append, 100)
+    client.node.create_subscription(GraspArray, f'{NS}/grasps', grasps.append, 100)
+    client.node.create_subscription(PoseArray, f'{NS}/grasps/poses', grasp_poses.append, 100)
+    client.node.create_subscription(MarkerArray, f'{NS}/grasps/markers', markers.append, 100)
     try:
         client.wait_connected(node)
         client.wait_for(lambda: client.node.count_publishers(f'{NS}/camera_pose') > 0
@@ -257,11 +263,34 @@ def test_depth_and_pose_heads_publish_estimates_that_meet_the_targets(start_node
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:
             client.executor.spin_once(timeout_sec=0.05)
-        for sec, (rgb, _, _) in enumerate(frames, start=300):
+        for sec, (rgb, measured, _) in enumerate(frames, start=300):
+            if sec < 300 + len(bins):
+                # The bin frames come with their depth camera (16UC1 mm), as a RealSense sends.
+                depth = image_msg('16UC1', 320, 240, sec)
+                depth.data = np.round(measured * 1000).astype(np.uint16).tobytes()
+                client.depth_pub.publish(depth)
             client.image_pub.publish(rgb_msg(rgb, sec))
-        client.wait_for(lambda: len(depths) >= len(frames) and len(poses) >= len(frames)
-                        and len(detections) >= len(frames) and len(instances) >= len(frames),
+        client.wait_for(lambda: min(len(depths), len(poses), len(detections), len(instances), len(grasps),
+                                    len(grasp_poses), len(markers)) >= len(frames),
                         'every head for every frame', timeout=120, node_process=node)
+        # Grasps of the bin frames: ranked, at most top-K, jaw centres one finger depth below
+        # the measured surface, inside their instance; poses and markers alike.
+        grasp_by_sec = {g.header.stamp.sec: g for g in grasps}
+        pose_arrays = {p.header.stamp.sec: p for p in grasp_poses}
+        marker_arrays = {m.markers[0].header.stamp.sec: m for m in markers if m.markers}
+        for sec, (_, measured, _) in enumerate(bins, start=300):
+            ranked = grasp_by_sec[sec].grasps
+            assert 1 <= len(ranked) <= 5 and grasp_by_sec[sec].header.frame_id == 'camera_color_optical_frame'
+            assert all(a.quality >= b.quality for a, b in zip(ranked, ranked[1:]))
+            assert all(0.5 <= g.quality <= 1 for g in ranked)
+            for g in ranked:
+                x, y = int(g.center_x_px), int(g.center_y_px)
+                surface = measured[max(0, y - 1):y + 2, max(0, x - 1):x + 2]
+                surface = surface[surface > 0].min()
+                assert abs(g.pose.position.z - 0.03 - surface) < 0.01, (g.pose.position.z, surface)
+                assert g.instance_id > 0 and 0.005 <= g.width_m <= 0.085
+            assert len(pose_arrays[sec].poses) == len(ranked)
+            assert len(marker_arrays[sec].markers) == 1 + 2 * len(ranked)
         # Detections of the bin frames: one per large visible object, boxes overlapping, 3-D
         # centroids (camera_info + the depth head) over the objects.
         det_by_sec = {d.header.stamp.sec: d for d in detections}
@@ -271,6 +300,8 @@ def test_depth_and_pose_heads_publish_estimates_that_meet_the_targets(start_node
             found = det_by_sec[sec].detections
             ids = np.frombuffer(bytes(inst_by_sec[sec].data), np.uint16).reshape(240, 320)
             assert inst_by_sec[sec].encoding == 'mono16'
+            for g in grasp_by_sec[sec].grasps:
+                assert ids[int(g.center_y_px), int(g.center_x_px)] == g.instance_id
             assert sorted(d.instance_id for d in found) == sorted(set(ids[ids > 0].tolist()))
             for obj in (o for o in labels['objects'] if o['visible_pixels'] > 400):
                 objects += 1
