@@ -19,6 +19,8 @@ import yaml
 from PIL import Image as PilImage
 from rclpy.serialization import deserialize_message
 from rosbags.rosbag2 import Reader
+from perception_msgs.msg import GraspArray
+from PIL import ImageDraw
 from sensor_msgs.msg import CameraInfo, Image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +33,7 @@ BAG = ROOT / 'data' / 'sample_bin_picking'
 INPUTS = {'image': '/camera/color/image_raw', 'depth': '/camera/aligned_depth_to_color/image_raw',
           'camera_info': '/camera/color/camera_info'}
 GROUND_TRUTH = '/ground_truth/segmentation'
+GROUND_TRUTH_GRASPS = '/ground_truth/grasps'
 # The bag labels objects by shape (background, bin, box, cylinder, prism, boundary); the
 # shipped model has background, bin, object, boundary.
 GT_TO_MODEL = np.array([0, 1, 2, 2, 2, 3], np.uint8)
@@ -40,7 +43,8 @@ MODEL_CLASSES = ['background', 'bin', 'object', 'boundary']
 def read_frames():
     """The bag's messages grouped by stamp, each deserialised with rclpy as `ros2 bag play`
     would publish it."""
-    types = {'sensor_msgs/msg/Image': Image, 'sensor_msgs/msg/CameraInfo': CameraInfo}
+    types = {'sensor_msgs/msg/Image': Image, 'sensor_msgs/msg/CameraInfo': CameraInfo,
+             'perception_msgs/msg/GraspArray': GraspArray}
     frames = {}
     with Reader(BAG) as reader:
         for connection, stamp_ns, raw in reader.messages():
@@ -56,6 +60,43 @@ def pixels(msg):
     return data if channels == 3 else data[:, :, 0]
 
 
+BASE_RATE = [0, 0]  # successful and all labelled parallel-jaw candidates seen
+
+
+def count_grasp_agreement(ranked, labels):
+    """For the node's grasps: how many, how many have a labelled candidate of the bag nearby
+    (centre within 4 px, closing direction within 20 degrees), how many of those the
+    generator's analytic rule calls successful (quality >= 0.5)."""
+    near = good = 0
+    for g in ranked:
+        close = [lab for lab in labels
+                 if np.hypot(lab.center_x_px - g.center_x_px, lab.center_y_px - g.center_y_px) < 4.0
+                 and min((lab.angle_rad - g.angle_rad) % np.pi, np.pi - (lab.angle_rad - g.angle_rad) % np.pi)
+                 < np.radians(20)]
+        near += len(close)
+        good += sum(lab.quality >= 0.5 for lab in close)
+    BASE_RATE[0] += sum(lab.quality >= 0.5 for lab in labels)
+    BASE_RATE[1] += len(labels)
+    return np.array([len(ranked), near, good, 1])
+
+
+def draw_grasps(overlay, ranked, info):
+    """The overlay with each grasp's jaw line (its opening at the grasp depth) and centre,
+    red (quality 0.5) to green (1)."""
+    image = PilImage.fromarray(overlay.copy())
+    draw = ImageDraw.Draw(image)
+    fx = info.k[0]
+    for g in reversed(ranked):
+        half = g.width_m * fx / max(g.approach_depth_m, 1e-3) / 2
+        dx, dy = half * np.cos(g.angle_rad), half * np.sin(g.angle_rad)
+        q = (g.quality - 0.5) * 2
+        color = (int(255 * (1 - q)), int(255 * q), 0)
+        draw.line([(g.center_x_px - dx, g.center_y_px - dy), (g.center_x_px + dx, g.center_y_px + dy)],
+                  fill=color, width=2)
+        draw.ellipse([g.center_x_px - 2, g.center_y_px - 2, g.center_x_px + 2, g.center_y_px + 2], fill=color)
+    return image
+
+
 def main():
     OUT.mkdir(exist_ok=True)
     frames = read_frames()
@@ -65,9 +106,11 @@ def main():
     client = Client(rclpy, '', INPUTS)
     confusion = np.zeros((4, 4), np.int64)
     latencies_ms = []
-    depths = []
+    depths, grasps = [], []
     client.node.create_subscription(Image, '/depth/estimated', depths.append, 100)
+    client.node.create_subscription(GraspArray, '/grasps', grasps.append, 100)
     depth_errors = []
+    grasp_counts = np.zeros(4, np.int64)  # top grasps, with labelled neighbours, successful ones, frames
     try:
         client.wait_connected(node_process, timeout=60)
         for index, frame in enumerate(frames):
@@ -77,7 +120,7 @@ def main():
             sent = time.monotonic()
             # The node's default inputs are best effort (sensor data): resend until answered.
             client.publish_until(client.image_pub, image, lambda: client.masks_at(image.header.stamp),
-                                 f'the mask of frame {index}', node_process=node_process)
+                                 f'the mask of frame {index}', resend_s=5.0, node_process=node_process)
             latencies_ms.append((time.monotonic() - sent) * 1000)
             client.wait_for(lambda: client.overlays_at(image.header.stamp), f'the overlay of frame {index}',
                             node_process=node_process)
@@ -90,6 +133,11 @@ def main():
             measured = np.frombuffer(bytes(sensor.data), np.uint16).reshape(sensor.height, sensor.width) / 1000.0
             valid = measured > 0
             depth_errors.append((estimate[valid] - measured[valid], measured[valid]))
+            client.wait_for(lambda: any((g.header.stamp.sec, g.header.stamp.nanosec) == stamp for g in grasps),
+                            f'the grasps of frame {index}', node_process=node_process)
+            ranked = next(g for g in grasps if (g.header.stamp.sec, g.header.stamp.nanosec) == stamp).grasps
+            labels = [g for g in frame[GROUND_TRUTH_GRASPS].grasps if g.gripper_type == 0]
+            grasp_counts += count_grasp_agreement(ranked, labels)
             mask = pixels(client.masks_at(image.header.stamp)[0])
             truth = GT_TO_MODEL[pixels(frame[GROUND_TRUTH])]
             np.add.at(confusion, (truth.ravel(), np.minimum(mask.ravel(), 3)), 1)
@@ -102,6 +150,7 @@ def main():
                     OUT / f'frame{index:02}_input_overlay_truth.png')
                 PilImage.fromarray(np.concatenate([grey(estimate), grey(measured)], 1)).save(
                     OUT / f'frame{index:02}_depth_estimate_sensor.png')
+                draw_grasps(overlay, ranked, frame[INPUTS['camera_info']]).save(OUT / f'frame{index:02}_grasps.png')
         diagnostics = client.latest_diagnostics()
     finally:
         client.destroy()
@@ -121,13 +170,18 @@ def main():
     print(f'depth estimate vs the bag\'s depth camera, model {params["depth_model"]}: '
           f'AbsRel {np.mean(np.abs(error) / measured):.3f}, RMSE {np.sqrt(np.mean(error ** 2)) * 1000:.1f} mm, '
           f'delta<1.25 {np.mean(np.maximum((error + measured) / measured, measured / np.maximum(error + measured, 1e-6)) < 1.25):.3f}')
+    top, near, good, _ = grasp_counts
+    print(f'grasps: {top} published over {len(frames)} frames (top {top / len(frames):.1f} per frame, quality >= 0.5); '
+          f'{near} have a labelled candidate of the bag within 4 px and 20 deg, {good} of those labelled successful '
+          f'({good / max(near, 1):.2f}; all labelled parallel-jaw candidates: {BASE_RATE[0] / max(BASE_RATE[1], 1):.2f})')
     print(f'  publish-to-mask latency: median {np.median(latencies_ms):.1f} ms, '
           f'max {np.max(latencies_ms):.1f} ms (includes resends of lost best-effort frames)')
-    for key in ('frames_processed', 'latency_inference_mean_ms', 'latency_end_to_end_mean_ms', 'device'):
+    for key in ('frames_processed', 'latency_preprocess_mean_ms', 'latency_inference_mean_ms',
+                'latency_postprocess_mean_ms', 'latency_end_to_end_mean_ms', 'device'):
         if key in diagnostics:
             print(f'  node {key}: {diagnostics[key]}')
     print(f'images: {OUT}/frame*_input_overlay_truth.png (input | overlay | ground truth), '
-          f'{OUT}/frame*_depth_estimate_sensor.png; node log: {log_path}')
+          f'{OUT}/frame*_depth_estimate_sensor.png, {OUT}/frame*_grasps.png; node log: {log_path}')
 
 
 if __name__ == '__main__':

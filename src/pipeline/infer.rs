@@ -276,6 +276,9 @@ impl Pipeline {
         score_instances(&mut detections, &instances, &probabilities, (k, ph, pw));
         // Measured depth when it came with the frame, else the depth head's estimate.
         let mut grasps = Vec::new();
+        // The grasp network runs after post-processing made its candidates; its time counts
+        // as inference.
+        let mut grasp_network = std::time::Duration::ZERO;
         if let (Some(depth), Some(camera)) = (
             frame.depth.as_ref().or(depth_estimate.as_ref()),
             &frame.camera,
@@ -285,7 +288,9 @@ impl Pipeline {
                 let candidates =
                     sample_parallel_jaw(&instances, &detections, depth, camera, sampling);
                 let fx = camera.fx_px * frame.rgb.width as f64 / camera.width.max(1) as f64;
+                let scoring = Instant::now();
                 let qualities = self.score_grasps(model, &candidates, depth, fx)?;
+                grasp_network = scoring.elapsed();
                 grasps = candidates
                     .into_iter()
                     .zip(qualities)
@@ -325,8 +330,8 @@ impl Pipeline {
             grasps,
             timings: StageTimings {
                 preprocess: preprocessed - started,
-                inference: inferred - preprocessed,
-                postprocess: done - inferred,
+                inference: inferred - preprocessed + grasp_network,
+                postprocess: done - inferred - grasp_network,
             },
         })
     }
