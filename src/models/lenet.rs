@@ -23,6 +23,10 @@ pub struct LeNet5Config {
     pub input_size: usize,
     pub activation: Activation,
     pub pooling: PoolKind,
+    /// Zero padding of conv1: 2 gives 28x28 images the paper's 32x32 geometry (28 -> 28 -> 14
+    /// -> 10 -> 5), as PyTorch's `Conv2d(1, 6, 5, padding=2)` LeNets do.
+    #[serde(default)]
+    pub conv1_padding: usize,
 }
 
 impl LeNet5Config {
@@ -35,13 +39,13 @@ impl LeNet5Config {
             input_size: 32,
             activation: Activation::Tanh,
             pooling: PoolKind::Average,
+            conv1_padding: 0,
         }
     }
 
     /// Side of the 16 feature maps entering `fc1`.
     pub fn feature_side(&self) -> std::result::Result<usize, String> {
-        let side = self
-            .input_size
+        let side = (self.input_size + 2 * self.conv1_padding)
             .checked_sub(4)
             .map(|s| s / 2)
             .and_then(|s| s.checked_sub(4))
@@ -73,7 +77,16 @@ impl LeNet5 {
         let side = cfg.feature_side().map_err(candle_core::Error::msg)?;
         let conv = Conv2dConfig::default();
         Ok(Self {
-            conv1: conv2d(cfg.in_channels, 6, 5, conv, vb.pp("conv1"))?,
+            conv1: conv2d(
+                cfg.in_channels,
+                6,
+                5,
+                Conv2dConfig {
+                    padding: cfg.conv1_padding,
+                    ..conv
+                },
+                vb.pp("conv1"),
+            )?,
             conv2: conv2d(6, 16, 5, conv, vb.pp("conv2"))?,
             fc1: linear(16 * side * side, 120, vb.pp("fc1"))?,
             fc2: linear(120, 84, vb.pp("fc2"))?,
@@ -110,5 +123,33 @@ impl LeNet5 {
         let x = self.fc3.forward(&x)?;
         trace.record("fc3", &x);
         Ok(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::{summarize, Architecture};
+
+    #[test]
+    fn padded_28_pixel_input_has_the_papers_geometry() {
+        let padded = LeNet5Config {
+            input_size: 28,
+            conv1_padding: 2,
+            ..LeNet5Config::classic()
+        };
+        assert_eq!(padded.feature_side().unwrap(), 5);
+        let total = |cfg: LeNet5Config, side: usize| {
+            summarize(&Architecture::Lenet5(cfg), [1, side, side])
+                .unwrap()
+                .to_string()
+                .lines()
+                .last()
+                .unwrap()
+                .to_string()
+        };
+        // 156 + 2 416 + 48 120 + 10 164 + 850: the published LeNet-5 either way.
+        assert_eq!(total(padded, 28), "total params: 61706");
+        assert_eq!(total(LeNet5Config::classic(), 32), "total params: 61706");
     }
 }
