@@ -365,6 +365,32 @@ mod tests {
         }
     }
 
+    /// The frame as a RGB-D camera delivers it: colour, the sensor's depth (NaN where it has
+    /// no reading) and calibrated intrinsics.
+    fn frame_with_sensor(g: &crate::scene::dataset::GeneratedFrame) -> Frame {
+        let k = &g.labels.intrinsics;
+        Frame {
+            depth: Some(crate::image::DepthImage {
+                width: g.render.width,
+                height: g.render.height,
+                depth_m: g
+                    .depth_mm
+                    .iter()
+                    .map(|&d| if d == 0 { f32::NAN } else { d as f32 / 1000.0 })
+                    .collect(),
+            }),
+            camera: Some(crate::image::CameraIntrinsics {
+                width: g.render.width,
+                height: g.render.height,
+                fx_px: k.fx,
+                fy_px: k.fy,
+                cx_px: k.cx,
+                cy_px: k.cy,
+            }),
+            ..frame_of(g)
+        }
+    }
+
     const NO_OVERLAY: InferOptions = InferOptions {
         overlay: false,
         overlay_alpha: 0.5,
@@ -441,24 +467,7 @@ mod tests {
         for i in 0..3 {
             let g = bins.frame(i);
             let l = &g.labels;
-            let mut frame = frame_of(&g);
-            frame.depth = Some(crate::image::DepthImage {
-                width: 320,
-                height: 240,
-                depth_m: g
-                    .depth_mm
-                    .iter()
-                    .map(|&d| if d == 0 { f32::NAN } else { d as f32 / 1000.0 })
-                    .collect(),
-            });
-            frame.camera = Some(crate::image::CameraIntrinsics {
-                width: 320,
-                height: 240,
-                fx_px: l.intrinsics.fx,
-                fy_px: l.intrinsics.fy,
-                cx_px: l.intrinsics.cx,
-                cy_px: l.intrinsics.cy,
-            });
+            let frame = frame_with_sensor(&g);
             let out = pipeline.infer(&frame, &NO_OVERLAY).unwrap();
             assert!(out
                 .detections
@@ -520,24 +529,7 @@ mod tests {
         for i in 0..4 {
             let g = bins.frame(i);
             let l = &g.labels;
-            let mut frame = frame_of(&g);
-            frame.depth = Some(crate::image::DepthImage {
-                width: 320,
-                height: 240,
-                depth_m: g
-                    .depth_mm
-                    .iter()
-                    .map(|&d| if d == 0 { f32::NAN } else { d as f32 / 1000.0 })
-                    .collect(),
-            });
-            frame.camera = Some(crate::image::CameraIntrinsics {
-                width: 320,
-                height: 240,
-                fx_px: l.intrinsics.fx,
-                fy_px: l.intrinsics.fy,
-                cx_px: l.intrinsics.cx,
-                cy_px: l.intrinsics.cy,
-            });
+            let frame = frame_with_sensor(&g);
             let out = pipeline.infer(&frame, &options).unwrap();
             assert!(!out.grasps.is_empty() && out.grasps.len() <= 5);
             assert!(out.grasps.windows(2).all(|p| p[0].quality >= p[1].quality));

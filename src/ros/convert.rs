@@ -46,29 +46,39 @@ pub fn intrinsics(info: &CameraInfo) -> Option<CameraIntrinsics> {
     })
 }
 
-pub fn mono8_message(header: &Header, mask: &MonoImage) -> Image {
+/// A packed little-endian image message: `bytes_per_pixel * width` bytes per row.
+fn image_message(
+    header: &Header,
+    (width, height): (u32, u32),
+    encoding: &str,
+    bytes_per_pixel: u32,
+    data: Vec<u8>,
+) -> Image {
     Image {
         header: header.clone(),
-        height: mask.height,
-        width: mask.width,
-        encoding: "mono8".into(),
+        height,
+        width,
+        encoding: encoding.into(),
         is_bigendian: 0,
-        step: mask.width,
-        data: mask.data.clone(),
+        step: width * bytes_per_pixel,
+        data,
     }
+}
+
+pub fn mono8_message(header: &Header, mask: &MonoImage) -> Image {
+    image_message(
+        header,
+        (mask.width, mask.height),
+        "mono8",
+        1,
+        mask.data.clone(),
+    )
 }
 
 /// 32FC1 metres, little-endian, NaN where there is no estimate (REP 118).
 pub fn depth32_message(header: &Header, depth: &DepthImage) -> Image {
-    Image {
-        header: header.clone(),
-        height: depth.height,
-        width: depth.width,
-        encoding: "32FC1".into(),
-        is_bigendian: 0,
-        step: depth.width * 4,
-        data: depth.depth_m.iter().flat_map(|v| v.to_le_bytes()).collect(),
-    }
+    let data = depth.depth_m.iter().flat_map(|v| v.to_le_bytes()).collect();
+    image_message(header, (depth.width, depth.height), "32FC1", 4, data)
 }
 
 /// The camera's pose in the cell frame `frame_id`, stamped with the image's stamp.
@@ -101,15 +111,8 @@ pub fn camera_pose_message(
 
 /// mono16 instance ids, little-endian.
 pub fn mono16_message(header: &Header, ids: &InstanceImage) -> Image {
-    Image {
-        header: header.clone(),
-        height: ids.height,
-        width: ids.width,
-        encoding: "mono16".into(),
-        is_bigendian: 0,
-        step: ids.width * 2,
-        data: ids.ids.iter().flat_map(|v| v.to_le_bytes()).collect(),
-    }
+    let data = ids.ids.iter().flat_map(|v| v.to_le_bytes()).collect();
+    image_message(header, (ids.width, ids.height), "mono16", 2, data)
 }
 
 /// One Detection2D per instance; class names from the segmentation model's class list.
@@ -263,15 +266,7 @@ pub fn grasp_markers_message(header: &Header, grasps: &[ScoredGrasp]) -> MarkerA
 }
 
 pub fn rgb8_message(header: &Header, rgb: &RgbImage) -> Image {
-    Image {
-        header: header.clone(),
-        height: rgb.height,
-        width: rgb.width,
-        encoding: "rgb8".into(),
-        is_bigendian: 0,
-        step: rgb.width * 3,
-        data: rgb.data.clone(),
-    }
+    image_message(header, (rgb.width, rgb.height), "rgb8", 3, rgb.data.clone())
 }
 
 #[cfg(test)]

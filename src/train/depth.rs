@@ -3,13 +3,11 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
-use super::augment::AugmentConfig;
 use super::fit::{Evaluation, Examples};
-use super::rgb_images::RgbImages;
+use super::rgb_images::{delegate_to_rgb_images, RgbImages};
 use super::TrainError;
 use crate::data::BinDataset;
 use crate::models::Network;
-use crate::preprocess::Normalization;
 
 /// RGB frames and the depth sensor's reading (metres, 0 = no reading) of a generated data
 /// set: monocular depth regression.
@@ -19,7 +17,6 @@ pub struct DepthSet {
     images: RgbImages,
     depth_m: Vec<f32>,
     count: usize,
-    augmentation: Option<AugmentConfig>,
 }
 
 impl DepthSet {
@@ -45,7 +42,6 @@ impl DepthSet {
             images,
             depth_m,
             count: dataset.count,
-            augmentation: None,
         })
     }
 }
@@ -116,17 +112,7 @@ impl Examples for DepthSet {
         self.count
     }
 
-    fn set_normalization(&mut self, training: &[usize]) {
-        self.images.estimate_normalization(training);
-    }
-
-    fn set_normalization_to(&mut self, norm: &Normalization) {
-        self.images.normalization = norm.clone();
-    }
-
-    fn normalization_used(&self) -> Normalization {
-        self.images.normalization.clone()
-    }
+    delegate_to_rgb_images!();
 
     fn batch(
         &self,
@@ -139,10 +125,7 @@ impl Examples for DepthSet {
         let (mut x, mut y) = (Vec::new(), Vec::with_capacity(indices.len() * n));
         for &i in indices {
             let depth = &self.depth_m[i * n..(i + 1) * n];
-            let draw = match (&self.augmentation, augment) {
-                (Some(a), Some(seed)) => Some(a.draw(seed, i, w, h)),
-                _ => None,
-            };
+            let draw = self.images.draw(augment, i);
             self.images.extend_planar(i, draw.as_ref(), &mut x);
             match draw {
                 // Depth moves with the pixels (nearest: never a blend of two surfaces); a view
@@ -164,10 +147,6 @@ impl Examples for DepthSet {
             vec![Tensor::from_vec(x, (b, 3, h, w), device)?],
             Tensor::from_vec(y, (b, 1, h, w), device)?,
         ))
-    }
-
-    fn set_augmentation(&mut self, augmentation: AugmentConfig) {
-        self.augmentation = Some(augmentation);
     }
 
     fn loss(&self, output: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {

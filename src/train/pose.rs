@@ -4,14 +4,12 @@ use candle_core::{Device, Tensor};
 use nalgebra::{Quaternion, UnitQuaternion};
 use serde::Serialize;
 
-use super::augment::AugmentConfig;
 use super::fit::{Evaluation, Examples};
-use super::rgb_images::RgbImages;
+use super::rgb_images::{delegate_to_rgb_images, RgbImages};
 use super::TrainError;
 use crate::data::BinDataset;
 use crate::models::{Network, PoseNet};
 use crate::nn::loss::posenet_loss_antipodal;
-use crate::preprocess::Normalization;
 
 /// RGB frames and the camera's pose in the cell (`cell_from_camera`) of a generated data set
 /// (generate with `fixed_scene_seed` and the `hemisphere` viewpoint: one cell, many views):
@@ -22,7 +20,6 @@ pub struct PoseSet {
     images: RgbImages,
     poses: Vec<[f32; 7]>,
     beta: f64,
-    augmentation: Option<AugmentConfig>,
 }
 
 impl PoseSet {
@@ -47,7 +44,6 @@ impl PoseSet {
             images,
             poses,
             beta,
-            augmentation: None,
         })
     }
 }
@@ -111,17 +107,7 @@ impl Examples for PoseSet {
         self.poses.len()
     }
 
-    fn set_normalization(&mut self, training: &[usize]) {
-        self.images.estimate_normalization(training);
-    }
-
-    fn set_normalization_to(&mut self, norm: &Normalization) {
-        self.images.normalization = norm.clone();
-    }
-
-    fn normalization_used(&self) -> Normalization {
-        self.images.normalization.clone()
-    }
+    delegate_to_rgb_images!();
 
     fn batch(
         &self,
@@ -131,10 +117,7 @@ impl Examples for PoseSet {
     ) -> candle_core::Result<(Vec<Tensor>, Tensor)> {
         let (mut x, mut y) = (Vec::new(), Vec::with_capacity(indices.len() * 7));
         for &i in indices {
-            let draw = match (&self.augmentation, augment) {
-                (Some(a), Some(seed)) => Some(a.draw(seed, i, self.width, self.height)),
-                _ => None,
-            };
+            let draw = self.images.draw(augment, i);
             self.images.extend_planar(i, draw.as_ref(), &mut x);
             // The check allows only rotation about the image centre: a camera roll.
             let pose = match draw {
@@ -152,10 +135,6 @@ impl Examples for PoseSet {
             )?],
             Tensor::from_vec(y, (b, 7), device)?,
         ))
-    }
-
-    fn set_augmentation(&mut self, augmentation: AugmentConfig) {
-        self.augmentation = Some(augmentation);
     }
 
     fn loss(&self, output: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {

@@ -1,4 +1,4 @@
-use super::augment::Draw;
+use super::augment::{AugmentConfig, Draw};
 use super::channel_moments::ChannelMoments;
 use crate::preprocess::Normalization;
 
@@ -9,6 +9,8 @@ pub struct RgbImages {
     pub height: usize,
     pixels: Vec<u8>,
     pub normalization: Normalization,
+    /// Applied to training batches (`augment` seed given) when set.
+    pub augmentation: Option<AugmentConfig>,
 }
 
 impl RgbImages {
@@ -18,6 +20,7 @@ impl RgbImages {
             height,
             pixels: Vec::new(),
             normalization: Normalization::default(),
+            augmentation: None,
         }
     }
 
@@ -45,6 +48,14 @@ impl RgbImages {
         self.normalization = moments.normalization();
     }
 
+    /// The augmentation draw of frame `index` in a training batch seeded `augment`.
+    pub fn draw(&self, augment: Option<u64>, index: usize) -> Option<Draw> {
+        match (&self.augmentation, augment) {
+            (Some(a), Some(seed)) => Some(a.draw(seed, index, self.width, self.height)),
+            _ => None,
+        }
+    }
+
     /// Appends frame `index` as planar (3, H, W) normalised floats; with a draw, colour
     /// jitter and the warp first (bilinear, black outside).
     pub fn extend_planar(&self, index: usize, draw: Option<&Draw>, out: &mut Vec<f32>) {
@@ -65,6 +76,29 @@ impl RgbImages {
         }
     }
 }
+
+/// The [`Examples`](super::Examples) methods of a set whose inputs are an `images:
+/// RgbImages` field: normalisation and augmentation live there.
+macro_rules! delegate_to_rgb_images {
+    () => {
+        fn set_normalization(&mut self, training: &[usize]) {
+            self.images.estimate_normalization(training);
+        }
+
+        fn set_normalization_to(&mut self, norm: &crate::preprocess::Normalization) {
+            self.images.normalization = norm.clone();
+        }
+
+        fn normalization_used(&self) -> crate::preprocess::Normalization {
+            self.images.normalization.clone()
+        }
+
+        fn set_augmentation(&mut self, augmentation: super::AugmentConfig) {
+            self.images.augmentation = Some(augmentation);
+        }
+    };
+}
+pub(crate) use delegate_to_rgb_images;
 
 #[cfg(test)]
 mod tests {

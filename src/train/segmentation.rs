@@ -3,14 +3,12 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
-use super::augment::AugmentConfig;
 use super::fit::{Evaluation, Examples};
-use super::rgb_images::RgbImages;
+use super::rgb_images::{delegate_to_rgb_images, RgbImages};
 use super::TrainError;
 use crate::data::BinDataset;
 use crate::models::{ClassInfo, Network};
 use crate::nn::loss::weighted_cross_entropy;
-use crate::preprocess::Normalization;
 
 /// A generated (or hand-made, same layout) data set in memory: RGB images and class masks.
 pub struct SegmentationSet {
@@ -21,7 +19,6 @@ pub struct SegmentationSet {
     masks: Vec<u8>,
     count: usize,
     class_weights: Option<Vec<f32>>,
-    augmentation: Option<AugmentConfig>,
 }
 
 impl SegmentationSet {
@@ -66,7 +63,6 @@ impl SegmentationSet {
             masks,
             count: dataset.count,
             class_weights: None,
-            augmentation: None,
         })
     }
 
@@ -93,17 +89,7 @@ impl Examples for SegmentationSet {
         self.count
     }
 
-    fn set_normalization(&mut self, training: &[usize]) {
-        self.images.estimate_normalization(training);
-    }
-
-    fn set_normalization_to(&mut self, norm: &Normalization) {
-        self.images.normalization = norm.clone();
-    }
-
-    fn normalization_used(&self) -> Normalization {
-        self.images.normalization.clone()
-    }
+    delegate_to_rgb_images!();
 
     fn batch(
         &self,
@@ -117,10 +103,7 @@ impl Examples for SegmentationSet {
         let mut y = Vec::with_capacity(indices.len() * n);
         for &i in indices {
             let mask = &self.masks[i * n..(i + 1) * n];
-            let draw = match (&self.augmentation, augment) {
-                (Some(a), Some(seed)) => Some(a.draw(seed, i, w, h)),
-                _ => None,
-            };
+            let draw = self.images.draw(augment, i);
             self.images.extend_planar(i, draw.as_ref(), &mut x);
             match draw {
                 // Class ids move with the pixels; what comes from outside is background.
@@ -140,10 +123,6 @@ impl Examples for SegmentationSet {
             vec![Tensor::from_vec(x, (indices.len(), 3, h, w), device)?],
             Tensor::from_vec(y, (indices.len(), h, w), device)?,
         ))
-    }
-
-    fn set_augmentation(&mut self, augmentation: AugmentConfig) {
-        self.augmentation = Some(augmentation);
     }
 
     fn loss(&self, output: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
