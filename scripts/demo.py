@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Demo: start perception_node as the launch file does, replay the committed sample bag
 (data/sample_bin_picking: 30 synthetic bin-picking frames with ground truth) into it through
-rclpy, receive its masks, overlays and depth estimates, write them as PNG files next to the
-ground truth, and print each head's quality against the bag's ground truth (segmentation IoU,
+rclpy, record every output topic to demo_out/outputs_bag (rosbag2, MCAP), write masks, overlays,
+depth estimates and grasps as PNG files next to the ground truth, and print each head's quality against the bag's ground truth (segmentation IoU,
 depth AbsRel/RMSE against the bag's depth camera) and the node's latency.
 
 Run through `make demo` (it sets up the machine and the environment first). The node runs its
 default models: models/unet_bin_seg and models/depth_bin (trained on generated scenes at
 160x120).
 """
+import importlib
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -17,8 +19,9 @@ import numpy as np
 import rclpy
 import yaml
 from PIL import Image as PilImage
-from rclpy.serialization import deserialize_message
-from rosbags.rosbag2 import Reader
+from rclpy.serialization import deserialize_message, serialize_message
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from perception_msgs.msg import GraspArray
 from PIL import ImageDraw
 from sensor_msgs.msg import CameraInfo, Image
@@ -97,6 +100,40 @@ def draw_grasps(overlay, ranked, info):
     return image
 
 
+OUTPUT_TYPES = {'/segmentation/mask': 'sensor_msgs/msg/Image', '/segmentation/overlay': 'sensor_msgs/msg/Image',
+                '/segmentation/instances': 'sensor_msgs/msg/Image',
+                '/detections': 'perception_msgs/msg/Detection2DArray', '/depth/estimated': 'sensor_msgs/msg/Image',
+                '/grasps': 'perception_msgs/msg/GraspArray', '/grasps/poses': 'geometry_msgs/msg/PoseArray',
+                '/grasps/markers': 'visualization_msgs/msg/MarkerArray',
+                '/diagnostics': 'diagnostic_msgs/msg/DiagnosticArray'}
+
+
+class Recorder:
+    """Records every output of the node as `ros2 bag record` would: serialised messages with
+    their receive times, written at the end to an MCAP rosbag2 with rosbags."""
+
+    def __init__(self, node):
+        self.messages = []
+        for topic, msgtype in OUTPUT_TYPES.items():
+            package, _, name = msgtype.split('/')
+            cls = getattr(importlib.import_module(f'{package}.msg'), name)
+            node.create_subscription(cls, topic, lambda msg, t=topic: self.messages.append(
+                (t, time.time_ns(), serialize_message(msg))), 100)
+
+    def write(self, path):
+        store = get_typestore(Stores.ROS2_JAZZY)
+        for name in ('Detection2D', 'Detection2DArray', 'Grasp', 'GraspArray'):
+            text = (ROOT / 'perception_msgs' / 'msg' / f'{name}.msg').read_text()
+            store.register(get_types_from_msg(text, f'perception_msgs/msg/{name}'))
+        shutil.rmtree(path, ignore_errors=True)
+        with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+            connections = {topic: writer.add_connection(topic, msgtype, typestore=store)
+                           for topic, msgtype in OUTPUT_TYPES.items()}
+            for topic, stamp, raw in sorted(self.messages, key=lambda m: m[1]):
+                writer.write(connections[topic], stamp, raw)
+        return len(self.messages)
+
+
 def main():
     OUT.mkdir(exist_ok=True)
     frames = read_frames()
@@ -109,6 +146,7 @@ def main():
     depths, grasps = [], []
     client.node.create_subscription(Image, '/depth/estimated', depths.append, 100)
     client.node.create_subscription(GraspArray, '/grasps', grasps.append, 100)
+    recorder = Recorder(client.node)
     depth_errors = []
     grasp_counts = np.zeros(4, np.int64)  # top grasps, with labelled neighbours, successful ones, frames
     try:
@@ -152,6 +190,7 @@ def main():
                     OUT / f'frame{index:02}_depth_estimate_sensor.png')
                 draw_grasps(overlay, ranked, frame[INPUTS['camera_info']]).save(OUT / f'frame{index:02}_grasps.png')
         diagnostics = client.latest_diagnostics()
+        recorded = recorder.write(OUT / 'outputs_bag')
     finally:
         client.destroy()
         rclpy.shutdown()
@@ -180,6 +219,7 @@ def main():
                 'latency_postprocess_mean_ms', 'latency_end_to_end_mean_ms', 'device'):
         if key in diagnostics:
             print(f'  node {key}: {diagnostics[key]}')
+    print(f'outputs recorded: {recorded} messages in {OUT}/outputs_bag (rosbag2, MCAP; `ros2 bag info` reads it)')
     print(f'images: {OUT}/frame*_input_overlay_truth.png (input | overlay | ground truth), '
           f'{OUT}/frame*_depth_estimate_sensor.png, {OUT}/frame*_grasps.png; node log: {log_path}')
 

@@ -4,6 +4,7 @@
 //! {`models`, `preprocess`, `postprocess`}; `models` -> `nn`. `runtime` holds the ROS-free
 //! parts of the node (stamp pairing, frame queue, statistics). Nothing here but `ros` knows r2r.
 
+pub mod bag;
 pub mod data;
 pub mod image;
 pub mod models;

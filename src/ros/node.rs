@@ -15,19 +15,15 @@ use r2r::std_msgs::msg::Header;
 use r2r::visualization_msgs::msg::MarkerArray;
 use r2r::QosProfile;
 
-use super::convert::{
-    camera_pose_message, depth32_message, detections_message, grasp_markers_message,
-    grasp_poses_message, grasps_message, intrinsics, mono16_message, mono8_message, raw_image,
-    rgb8_message, stamp_ns,
-};
+use super::convert::{intrinsics, stamp_ns};
 use super::diagnostics::{diagnostics_message, DiagnosticsContext};
+use super::outputs::{decode_frame, load_pipeline, OutputMessages};
 use super::params::{NodeConfig, NodeParams, RuntimeParams};
 use super::NodeError;
 use crate::image::CameraIntrinsics;
-use crate::models::{ModelFolder, WeightsSource};
-use crate::pipeline::{select_device, Frame, InferOptions, Pipeline, PipelineError};
-use crate::postprocess::GraspSampling;
-use crate::preprocess::{check_depth_matches, decode_color, decode_depth, InputError};
+use crate::models::WeightsSource;
+use crate::pipeline::{InferOptions, Pipeline, PipelineError};
+use crate::preprocess::InputError;
 use crate::runtime::{
     DropReason, FrameQueue, LogThrottle, NodeStats, Push, QueueMode, StampPairer,
 };
@@ -132,26 +128,9 @@ pub fn run() -> Result<(), NodeError> {
     let config = params.lock().expect("params lock").0.validate()?;
 
     // Model and device, validated before any topic exists.
-    let selected = select_device(config.device);
+    let (pipeline, selected) = load_pipeline(&config)?;
     if let Some(reason) = &selected.fallback_reason {
         r2r::log_warn!(&logger, "{reason}; running on the CPU");
-    }
-    let mut pipeline = Pipeline::new(
-        &ModelFolder::new(&config.segmentation_model_dir),
-        selected.device.clone(),
-    )?;
-    if let Some(dir) = &config.depth_model_dir {
-        pipeline = pipeline.with_depth(&ModelFolder::new(dir))?;
-    }
-    if let Some(dir) = &config.pose_model_dir {
-        pipeline = pipeline.with_pose(&ModelFolder::new(dir))?;
-    }
-    if let Some(dir) = &config.grasp_model_dir {
-        let sampling = GraspSampling {
-            finger_depth_m: config.grasp_finger_depth_m,
-            ..Default::default()
-        };
-        pipeline = pipeline.with_grasp(&ModelFolder::new(dir), sampling)?;
     }
     for head in pipeline.head_names() {
         r2r::log_info!(&logger, "head {head}");
@@ -460,7 +439,16 @@ fn worker_loop(shared: &Shared, config: &NodeConfig, pipeline: &Pipeline, heads:
             }
             continue;
         };
-        let frame = match decode_frame(&pending, config.max_image_pixels) {
+        // A frame queued before any camera_info came takes the one known now.
+        let camera = pending
+            .camera
+            .or(*shared.camera.lock().expect("camera lock"));
+        let frame = match decode_frame(
+            &pending.image,
+            pending.depth.as_ref(),
+            camera,
+            config.max_image_pixels,
+        ) {
             Ok(frame) => frame,
             Err(e) => {
                 shared.drop_frame(DropReason::Malformed);
@@ -493,43 +481,26 @@ fn worker_loop(shared: &Shared, config: &NodeConfig, pipeline: &Pipeline, heads:
             }
         };
         let publish_started = Instant::now();
-        let header = &pending.image.header;
-        let mut published = heads.mask.publish(&mono8_message(header, &outputs.mask));
-        if let Some(overlay) = &outputs.overlay {
-            published = published.and(heads.overlay.publish(&rgb8_message(header, overlay)));
+        let messages =
+            OutputMessages::new(&pending.image.header, &outputs, config, &heads.class_names);
+        let mut published = heads.mask.publish(&messages.mask);
+        if let Some(overlay) = &messages.overlay {
+            published = published.and(heads.overlay.publish(overlay));
         }
         published = published
-            .and(
-                heads
-                    .instances
-                    .publish(&mono16_message(header, &outputs.instances)),
-            )
-            .and(heads.detections.publish(&detections_message(
-                header,
-                &outputs.detections,
-                &heads.class_names,
-            )));
-        if let (Some(publisher), Some(depth)) = (&heads.depth, &outputs.depth_estimate) {
-            published = published.and(publisher.publish(&depth32_message(header, depth)));
+            .and(heads.instances.publish(&messages.instances))
+            .and(heads.detections.publish(&messages.detections));
+        if let (Some(publisher), Some(depth)) = (&heads.depth, &messages.depth) {
+            published = published.and(publisher.publish(depth));
         }
-        if let Some(p) = &heads.grasps {
+        if let (Some(p), Some((grasps, poses, markers))) = (&heads.grasps, &messages.grasps) {
             published = published
-                .and(p.grasps.publish(&grasps_message(header, &outputs.grasps)))
-                .and(
-                    p.poses
-                        .publish(&grasp_poses_message(header, &outputs.grasps)),
-                )
-                .and(
-                    p.markers
-                        .publish(&grasp_markers_message(header, &outputs.grasps)),
-                );
+                .and(p.grasps.publish(grasps))
+                .and(p.poses.publish(poses))
+                .and(p.markers.publish(markers));
         }
-        if let (Some(publisher), Some(pose)) = (&heads.pose, &outputs.camera_pose) {
-            published = published.and(publisher.publish(&camera_pose_message(
-                header,
-                &config.pose_frame_id,
-                pose,
-            )));
+        if let (Some(publisher), Some(pose)) = (&heads.pose, &messages.pose) {
+            published = published.and(publisher.publish(pose));
         }
         if let Err(e) = published {
             shared.warn_throttled("publish", || format!("cannot publish outputs: {e}"));
@@ -541,23 +512,6 @@ fn worker_loop(shared: &Shared, config: &NodeConfig, pipeline: &Pipeline, heads:
             done - pending.received_at,
         );
     }
-}
-
-fn decode_frame(pending: &PendingFrame, max_pixels: u64) -> Result<Frame, InputError> {
-    let rgb = decode_color(&raw_image(&pending.image), max_pixels)?;
-    let depth = match &pending.depth {
-        Some(msg) => {
-            let depth = decode_depth(&raw_image(msg), max_pixels)?;
-            check_depth_matches(&depth, &rgb)?;
-            Some(depth)
-        }
-        None => None,
-    };
-    Ok(Frame {
-        rgb,
-        depth,
-        camera: pending.camera,
-    })
 }
 
 /// One throttle key per kind of problem, so a flood of one kind does not hide another.

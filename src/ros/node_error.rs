@@ -14,4 +14,10 @@ pub enum NodeError {
     Model(#[from] ModelError),
     #[error("runtime: {0}")]
     Runtime(#[from] std::io::Error),
+    #[error("input bag: {0}")]
+    BagRead(#[from] crate::bag::ReadError),
+    #[error("output bag: {0}")]
+    BagWrite(#[from] crate::bag::WriteError),
+    #[error("{0}")]
+    Offline(String),
 }

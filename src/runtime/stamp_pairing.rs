@@ -52,6 +52,13 @@ impl<I, D> StampPairer<I, D> {
         self.release()
     }
 
+    /// Tells the pairer that depth flows from `stamp_ns` on (a bag's first depth stamp, known
+    /// before its messages are read), so the first images wait for their depth as later ones
+    /// do instead of passing without it.
+    pub fn expect_depth_from(&mut self, stamp_ns: i64) {
+        self.newest_depth_ns = Some(self.newest_depth_ns.map_or(stamp_ns, |n| n.max(stamp_ns)));
+    }
+
     /// Images that still wait for their depth.
     pub fn pending(&self) -> usize {
         self.pending.len()
@@ -131,6 +138,22 @@ mod tests {
 
     fn pairer() -> StampPairer<&'static str, &'static str> {
         StampPairer::new(10 * MS, 1000 * MS, 4)
+    }
+
+    #[test]
+    fn an_expected_depth_stream_holds_the_first_image_for_its_depth() {
+        let mut p = pairer();
+        p.expect_depth_from(0);
+        assert!(p.push_image(0, "a").is_empty());
+        let out = p.push_depth(0, "d");
+        assert_eq!(
+            out,
+            vec![Paired {
+                stamp_ns: 0,
+                image: "a",
+                depth: Some("d")
+            }]
+        );
     }
 
     #[test]

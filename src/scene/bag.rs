@@ -8,21 +8,13 @@
 
 #[path = "cdr.rs"]
 mod cdr;
-#[path = "msg_defs.rs"]
-mod msg_defs;
 
-use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, BufWriter};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use mcap::records::{MessageHeader, Metadata};
-use mcap::{Compression, WriteOptions};
-use serde::Serialize;
 use thiserror::Error;
 
+use crate::bag::{msg_defs, McapBagWriter, TopicId, UnknownMessageType, WriteError};
 use cdr::{LengthOverflow, PixelData, Stamp};
-use msg_defs::UnknownMessageType;
 
 /// How the frames of a bag are stamped and which frames they are expressed in.
 #[derive(Clone, Debug, PartialEq)]
@@ -94,10 +86,6 @@ pub struct BagFrame<'a> {
 /// it was, so the caller may skip it and go on; after any other error the bag is incomplete.
 #[derive(Debug, Error)]
 pub enum BagError {
-    #[error("bag folder {path} already exists: remove it or choose another bag path")]
-    AlreadyExists { path: PathBuf },
-    #[error("bag path {path} does not end in a folder name: give a path such as out/my_bag")]
-    NoFolderName { path: PathBuf },
     #[error("bag rate_hz = {rate_hz}: it must be a finite number of frames per second above 0")]
     InvalidRate { rate_hz: f64 },
     #[error("bag {field} = {frame_id:?}: a frame_id must be non-empty and hold no NUL character")]
@@ -121,21 +109,11 @@ pub enum BagError {
     Cdr(#[from] LengthOverflow),
     #[error(transparent)]
     MessageDefinition(#[from] UnknownMessageType),
-    #[error("cannot write {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
-    #[error("cannot write the MCAP file {path}: {source}")]
-    Mcap {
-        path: PathBuf,
-        source: mcap::McapError,
-    },
-    #[error("cannot serialise the bag metadata: {0}")]
-    Metadata(#[from] serde_yaml::Error),
+    #[error(transparent)]
+    Write(#[from] WriteError),
 }
 
 const NANOS_PER_SECOND: u64 = 1_000_000_000;
-
-/// rosbag2 metadata version of ROS 2 Jazzy, the newest rosbags reads.
-const METADATA_VERSION: u32 = 9;
 
 /// The topics of a bag, in the order each frame's messages are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,15 +168,10 @@ impl Topic {
 /// rosbag2 readers need.
 pub struct BagWriter {
     options: BagOptions,
-    bag_path: PathBuf,
-    mcap_file_name: String,
-    mcap_path: PathBuf,
-    mcap: mcap::Writer<BufWriter<File>>,
-    /// MCAP channel id per topic, indexed like [`Topic::ALL`].
-    channel_ids: [u16; Topic::ALL.len()],
+    bag: McapBagWriter,
+    /// Topic of the bag per topic, indexed like [`Topic::ALL`].
+    topic_ids: [TopicId; Topic::ALL.len()],
     frame_count: usize,
-    /// Stamps of the first and the latest frame written.
-    stamp_range_ns: Option<(u64, u64)>,
 }
 
 impl BagWriter {
@@ -207,78 +180,21 @@ impl BagWriter {
     /// `metadata.yaml`.
     pub fn create(path: &Path, options: BagOptions) -> Result<Self, BagError> {
         validate_options(&options)?;
-        let bag_name = path
-            .file_name()
-            .and_then(|name| name.to_str())
-            .ok_or_else(|| BagError::NoFolderName {
-                path: path.to_path_buf(),
-            })?;
-        // rosbag2 names the storage files after the folder, numbered from 0.
-        let mcap_file_name = format!("{bag_name}_0.mcap");
-        let mcap_path = path.join(&mcap_file_name);
-
-        if let Some(parent) = path
-            .parent()
-            .filter(|parent| !parent.as_os_str().is_empty())
-        {
-            fs::create_dir_all(parent).map_err(|source| BagError::Io {
-                path: parent.to_path_buf(),
-                source,
-            })?;
-        }
-        // create_dir, not create_dir_all: it fails if the folder exists, with no race between
-        // a check and the creation.
-        fs::create_dir(path).map_err(|source| match source.kind() {
-            io::ErrorKind::AlreadyExists => BagError::AlreadyExists {
-                path: path.to_path_buf(),
-            },
-            _ => BagError::Io {
-                path: path.to_path_buf(),
-                source,
-            },
-        })?;
-        let file = File::create_new(&mcap_path).map_err(|source| BagError::Io {
-            path: mcap_path.clone(),
-            source,
-        })?;
-        let mcap_error = |source| BagError::Mcap {
-            path: mcap_path.clone(),
-            source,
-        };
-
-        let write_options = WriteOptions::new()
-            .profile("ros2")
-            .library(concat!("perception ", env!("CARGO_PKG_VERSION")))
-            .compression(Some(Compression::Lz4));
-        let mut mcap = write_options
-            .create(BufWriter::new(file))
-            .map_err(mcap_error)?;
-        // rosbag2 puts the offered QoS of each recorded publisher here. A synthetic bag has no
-        // publisher, and with no offers `ros2 bag play` uses its default (reliable, volatile),
-        // which the node's best-effort and reliable subscriptions both accept.
-        let channel_metadata =
-            BTreeMap::from([("offered_qos_profiles".to_string(), String::new())]);
-        let mut channel_ids = [0; Topic::ALL.len()];
-        for (channel_id, topic) in channel_ids.iter_mut().zip(Topic::ALL) {
-            let definition = msg_defs::full_text(topic.type_name())?;
-            // Topics of one type share a schema: add_schema returns the id it already gave.
-            let schema_id = mcap
-                .add_schema(topic.type_name(), "ros2msg", definition.as_bytes())
-                .map_err(mcap_error)?;
-            *channel_id = mcap
-                .add_channel(schema_id, topic.name(), "cdr", &channel_metadata)
-                .map_err(mcap_error)?;
-        }
-
+        let mut bag = McapBagWriter::create(path)?;
+        let topic_ids = Topic::ALL
+            .iter()
+            .map(|topic| {
+                let definition = msg_defs::full_text(topic.type_name())?;
+                Ok(bag.add_topic(topic.name(), topic.type_name(), &definition)?)
+            })
+            .collect::<Result<Vec<_>, BagError>>()?
+            .try_into()
+            .expect("one topic id per topic");
         Ok(Self {
             options,
-            bag_path: path.to_path_buf(),
-            mcap_file_name,
-            mcap_path,
-            mcap,
-            channel_ids,
+            bag,
+            topic_ids,
             frame_count: 0,
-            stamp_range_ns: None,
         })
     }
 
@@ -305,67 +221,17 @@ impl BagWriter {
             .iter()
             .map(|&topic| self.encode(topic, frame, stamp))
             .collect::<Result<Vec<_>, _>>()?;
-        for (&channel_id, payload) in self.channel_ids.iter().zip(&payloads) {
-            let header = MessageHeader {
-                channel_id,
-                // Informational only; wraps after 2^32 frames.
-                sequence: index as u32,
-                log_time: stamp_ns,
-                publish_time: stamp_ns,
-            };
-            self.mcap
-                .write_to_known_channel(&header, payload)
-                .map_err(|source| BagError::Mcap {
-                    path: self.mcap_path.clone(),
-                    source,
-                })?;
+        for (&topic_id, payload) in self.topic_ids.iter().zip(&payloads) {
+            self.bag.write(topic_id, stamp_ns, payload)?;
         }
-
         self.frame_count += 1;
-        self.stamp_range_ns = Some(match self.stamp_range_ns {
-            None => (stamp_ns, stamp_ns),
-            Some((first_ns, _)) => (first_ns, stamp_ns),
-        });
         Ok(())
     }
 
     /// Finishes the MCAP file (summary, footer) and writes metadata.yaml. Returns the number of
     /// frames.
-    pub fn finish(mut self) -> Result<usize, BagError> {
-        let metadata_yaml = serde_yaml::to_string(&self.metadata())?;
-        let mcap_error = |source| BagError::Mcap {
-            path: self.mcap_path.clone(),
-            source,
-        };
-        // rosbag2's MCAP plugin keeps a copy of the metadata inside the file, so that
-        // `ros2 bag reindex` and readers given only the .mcap file have it.
-        self.mcap
-            .write_metadata(&Metadata {
-                name: "rosbag2".into(),
-                metadata: BTreeMap::from([(
-                    "serialized_metadata".to_string(),
-                    metadata_yaml.clone(),
-                )]),
-            })
-            .map_err(mcap_error)?;
-        self.mcap.finish().map_err(mcap_error)?;
-        let io_error = |source| BagError::Io {
-            path: self.mcap_path.clone(),
-            source,
-        };
-        // The writer's drop would finish again and ignore errors; take the file out so that
-        // flushing it reports them.
-        let buffered = self.mcap.into_inner();
-        let file = buffered
-            .into_inner()
-            .map_err(|err| io_error(err.into_error()))?;
-        file.sync_all().map_err(io_error)?;
-
-        let metadata_path = self.bag_path.join("metadata.yaml");
-        fs::write(&metadata_path, metadata_yaml).map_err(|source| BagError::Io {
-            path: metadata_path,
-            source,
-        })?;
+    pub fn finish(self) -> Result<usize, BagError> {
+        self.bag.finish()?;
         Ok(self.frame_count)
     }
 
@@ -434,55 +300,6 @@ impl BagWriter {
             Topic::Grasps => cdr::grasp_array(stamp, camera_frame_id, frame.grasps),
         }
     }
-
-    /// metadata.yaml's content, as rosbag2 writes it for a single-file MCAP bag.
-    fn metadata(&self) -> MetadataFile {
-        let (starting_time_ns, duration_ns) = match self.stamp_range_ns {
-            Some((first_ns, last_ns)) => (first_ns, last_ns - first_ns),
-            None => (self.options.start_time_ns, 0),
-        };
-        let messages_per_topic = self.frame_count as u64;
-        let message_count = messages_per_topic * Topic::ALL.len() as u64;
-        let starting_time = TimeSinceEpoch {
-            nanoseconds_since_epoch: starting_time_ns,
-        };
-        let duration = DurationNs {
-            nanoseconds: duration_ns,
-        };
-        MetadataFile {
-            rosbag2_bagfile_information: BagfileInformation {
-                version: METADATA_VERSION,
-                storage_identifier: "mcap",
-                duration,
-                starting_time,
-                message_count,
-                topics_with_message_count: Topic::ALL
-                    .iter()
-                    .map(|topic| TopicWithMessageCount {
-                        topic_metadata: TopicMetadata {
-                            name: topic.name(),
-                            type_name: topic.type_name(),
-                            serialization_format: "cdr",
-                            offered_qos_profiles: Vec::new(),
-                            type_description_hash: "",
-                        },
-                        message_count: messages_per_topic,
-                    })
-                    .collect(),
-                compression_format: "",
-                compression_mode: "",
-                relative_file_paths: vec![self.mcap_file_name.clone()],
-                files: vec![FileInformation {
-                    path: self.mcap_file_name.clone(),
-                    starting_time,
-                    duration,
-                    message_count,
-                }],
-                custom_data: BTreeMap::new(),
-                ros_distro: "jazzy",
-            },
-        }
-    }
 }
 
 fn validate_options(options: &BagOptions) -> Result<(), BagError> {
@@ -538,68 +355,11 @@ fn validate_frame(frame: &BagFrame) -> Result<(), BagError> {
     Ok(())
 }
 
-/// metadata.yaml: rosbag2_storage's BagMetadata, fields in the order rosbag2 writes them.
-#[derive(Serialize)]
-struct MetadataFile {
-    rosbag2_bagfile_information: BagfileInformation,
-}
-
-#[derive(Serialize)]
-struct BagfileInformation {
-    version: u32,
-    storage_identifier: &'static str,
-    duration: DurationNs,
-    starting_time: TimeSinceEpoch,
-    message_count: u64,
-    topics_with_message_count: Vec<TopicWithMessageCount>,
-    compression_format: &'static str,
-    compression_mode: &'static str,
-    relative_file_paths: Vec<String>,
-    files: Vec<FileInformation>,
-    custom_data: BTreeMap<String, String>,
-    ros_distro: &'static str,
-}
-
-#[derive(Clone, Copy, Serialize)]
-struct DurationNs {
-    nanoseconds: u64,
-}
-
-#[derive(Clone, Copy, Serialize)]
-struct TimeSinceEpoch {
-    nanoseconds_since_epoch: u64,
-}
-
-#[derive(Serialize)]
-struct TopicWithMessageCount {
-    topic_metadata: TopicMetadata,
-    message_count: u64,
-}
-
-#[derive(Serialize)]
-struct TopicMetadata {
-    name: &'static str,
-    #[serde(rename = "type")]
-    type_name: &'static str,
-    serialization_format: &'static str,
-    /// Version 9 stores the offered QoS as a YAML list (rosbag2 fails to read a string there,
-    /// as versions 4 to 8 had it); always empty here, see `BagWriter::create`.
-    offered_qos_profiles: Vec<BTreeMap<String, String>>,
-    /// RIHS01 type hash in a recorded bag; readers accept it empty (no check).
-    type_description_hash: &'static str,
-}
-
-#[derive(Serialize)]
-struct FileInformation {
-    path: String,
-    starting_time: TimeSinceEpoch,
-    duration: DurationNs,
-    message_count: u64,
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::fs;
+    use std::path::PathBuf;
 
     use super::*;
 
@@ -897,7 +657,10 @@ mod tests {
         let err = BagWriter::create(&bag.path, BagOptions::default())
             .err()
             .expect("folder exists");
-        assert!(matches!(err, BagError::AlreadyExists { .. }));
+        assert!(matches!(
+            err,
+            BagError::Write(WriteError::AlreadyExists { .. })
+        ));
         let message = err.to_string();
         assert!(
             message.contains(&bag.path.display().to_string()),

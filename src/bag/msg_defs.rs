@@ -15,7 +15,7 @@ use thiserror::Error;
 /// A type the bag uses but this file holds no definition for: a programming error here, not a
 /// problem with the caller's data.
 #[derive(Debug, Error, Clone, PartialEq)]
-#[error("no .msg definition for '{type_name}' in src/scene/msg_defs.rs: add the file's text to DEFINITIONS")]
+#[error("no .msg definition for '{type_name}': neither src/bag/msg_defs.rs holds it nor an installed package (share/<pkg>/msg/<Type>.msg under AMENT_PREFIX_PATH); source the ROS environment (scripts/env.sh) or add the file's text to DEFINITIONS")]
 pub struct UnknownMessageType {
     pub type_name: String,
 }
@@ -43,6 +43,8 @@ const DEFINITIONS: &[(&str, &str)] = &[
     ("geometry_msgs/Quaternion", QUATERNION),
     ("perception_msgs/Grasp", GRASP),
     ("perception_msgs/GraspArray", GRASP_ARRAY),
+    ("perception_msgs/Detection2D", DETECTION_2D),
+    ("perception_msgs/Detection2DArray", DETECTION_2D_ARRAY),
 ];
 
 /// The complete `ros2msg` schema text of `type_name` (`pkg/msg/Type` or `pkg/Type`), laid out
@@ -50,25 +52,55 @@ const DEFINITIONS: &[(&str, &str)] = &[
 /// each dependency not yet written, depth first, in sorted order per level, each preceded by a
 /// newline, the separator line and `MSG: pkg/Type`.
 pub fn full_text(type_name: &str) -> Result<String, UnknownMessageType> {
+    full_text_with(type_name, &|_| None)
+}
+
+/// [`full_text`] for any type: definitions held here first, then `lookup(pkg/Type)` (such as
+/// [`installed_definition`]) for the others.
+pub fn full_text_with(
+    type_name: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, UnknownMessageType> {
     let mut seen = BTreeSet::new();
-    append_recursive(&short_name(type_name), &mut seen)
+    append_recursive(&short_name(type_name), &mut seen, lookup)
+}
+
+/// The `.msg` file of `pkg/Type` in an installed ROS package: `share/<pkg>/msg/<Type>.msg`
+/// under each folder of `AMENT_PREFIX_PATH`, first match.
+pub fn installed_definition(type_name: &str) -> Option<String> {
+    let (package, name) = type_name.split_once('/')?;
+    let prefixes = std::env::var_os("AMENT_PREFIX_PATH")?;
+    std::env::split_paths(&prefixes).find_map(|prefix| {
+        let path = prefix
+            .join("share")
+            .join(package)
+            .join("msg")
+            .join(format!("{name}.msg"));
+        std::fs::read_to_string(path).ok()
+    })
 }
 
 fn append_recursive(
     type_name: &str,
     seen: &mut BTreeSet<String>,
+    lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, UnknownMessageType> {
-    let text = definition(type_name)?;
+    let text = definition(type_name)
+        .map(str::to_string)
+        .or_else(|| lookup(type_name))
+        .ok_or_else(|| UnknownMessageType {
+            type_name: type_name.to_string(),
+        })?;
     let package = type_name.split('/').next().unwrap_or_default();
-    let mut result = text.to_string();
-    for dependency in dependencies(text, package) {
+    let mut result = text.clone();
+    for dependency in dependencies(&text, package) {
         if seen.insert(dependency.clone()) {
             result.push('\n');
             result.push_str(SEPARATOR);
             result.push_str("\nMSG: ");
             result.push_str(&dependency);
             result.push('\n');
-            result.push_str(&append_recursive(&dependency, seen)?);
+            result.push_str(&append_recursive(&dependency, seen, lookup)?);
         }
     }
     Ok(result)
@@ -79,14 +111,11 @@ fn short_name(type_name: &str) -> String {
     type_name.replacen("/msg/", "/", 1)
 }
 
-fn definition(type_name: &str) -> Result<&'static str, UnknownMessageType> {
+fn definition(type_name: &str) -> Option<&'static str> {
     DEFINITIONS
         .iter()
         .find(|(name, _)| *name == type_name)
         .map(|(_, text)| *text)
-        .ok_or_else(|| UnknownMessageType {
-            type_name: type_name.to_string(),
-        })
 }
 
 /// The non-primitive field types of a `.msg` text, qualified with `package` where a field
@@ -126,6 +155,12 @@ const GRASP: &str = include_str!("../../perception_msgs/msg/Grasp.msg");
 
 /// `perception_msgs/msg/GraspArray.msg` of this repository.
 const GRASP_ARRAY: &str = include_str!("../../perception_msgs/msg/GraspArray.msg");
+
+/// `perception_msgs/msg/Detection2D.msg` of this repository.
+const DETECTION_2D: &str = include_str!("../../perception_msgs/msg/Detection2D.msg");
+
+/// `perception_msgs/msg/Detection2DArray.msg` of this repository.
+const DETECTION_2D_ARRAY: &str = include_str!("../../perception_msgs/msg/Detection2DArray.msg");
 
 /// `builtin_interfaces/msg/Time.msg` of ROS 2 Jazzy.
 const TIME: &str = r##"# This message communicates ROS Time defined here:
