@@ -63,37 +63,51 @@ def pixels(msg):
     return data if channels == 3 else data[:, :, 0]
 
 
-BASE_RATE = [0, 0]  # successful and all labelled parallel-jaw candidates seen
+# Per gripper type (0 parallel jaw, 1 suction): successful and all labelled candidates seen.
+BASE_RATE = {0: [0, 0], 1: [0, 0]}
 
 
-def count_grasp_agreement(ranked, labels):
-    """For the node's grasps: how many, how many have a labelled candidate of the bag nearby
-    (centre within 4 px, closing direction within 20 degrees), how many of those the
-    generator's analytic rule calls successful (quality >= 0.5)."""
+def count_grasp_agreement(ranked, labels, gripper):
+    """For the node's grasps of one gripper type: how many, how many labelled candidates of the
+    bag lie nearby (parallel jaw: centre within 4 px, closing direction within 20 degrees;
+    suction: contact within 6 px), how many of those the generator's analytic rule calls
+    successful (quality >= 0.5)."""
+    ranked = [g for g in ranked if g.gripper_type == gripper]
+    labels = [lab for lab in labels if lab.gripper_type == gripper]
     near = good = 0
     for g in ranked:
-        close = [lab for lab in labels
-                 if np.hypot(lab.center_x_px - g.center_x_px, lab.center_y_px - g.center_y_px) < 4.0
-                 and min((lab.angle_rad - g.angle_rad) % np.pi, np.pi - (lab.angle_rad - g.angle_rad) % np.pi)
-                 < np.radians(20)]
+        if gripper == 0:
+            close = [lab for lab in labels
+                     if np.hypot(lab.center_x_px - g.center_x_px, lab.center_y_px - g.center_y_px) < 4.0
+                     and min((lab.angle_rad - g.angle_rad) % np.pi, np.pi - (lab.angle_rad - g.angle_rad) % np.pi)
+                     < np.radians(20)]
+        else:
+            close = [lab for lab in labels
+                     if np.hypot(lab.center_x_px - g.center_x_px, lab.center_y_px - g.center_y_px) < 6.0]
         near += len(close)
         good += sum(lab.quality >= 0.5 for lab in close)
-    BASE_RATE[0] += sum(lab.quality >= 0.5 for lab in labels)
-    BASE_RATE[1] += len(labels)
-    return np.array([len(ranked), near, good, 1])
+    BASE_RATE[gripper][0] += sum(lab.quality >= 0.5 for lab in labels)
+    BASE_RATE[gripper][1] += len(labels)
+    return np.array([len(ranked), near, good])
 
 
 def draw_grasps(overlay, ranked, info):
-    """The overlay with each grasp's jaw line (its opening at the grasp depth) and centre,
-    red (quality 0.5) to green (1)."""
+    """The overlay with each grasp drawn, red (quality 0.5) to green (1): a parallel-jaw grasp
+    as its jaw line (its opening at the grasp depth) and centre, a suction grasp as its cup."""
     image = PilImage.fromarray(overlay.copy())
     draw = ImageDraw.Draw(image)
     fx = info.k[0]
     for g in reversed(ranked):
-        half = g.width_m * fx / max(g.approach_depth_m, 1e-3) / 2
-        dx, dy = half * np.cos(g.angle_rad), half * np.sin(g.angle_rad)
         q = (g.quality - 0.5) * 2
         color = (int(255 * (1 - q)), int(255 * q), 0)
+        if g.gripper_type == 1:
+            # Suction: the 12 mm cup's outline around the contact.
+            r = 0.012 * fx / max(g.approach_depth_m, 1e-3)
+            draw.ellipse([g.center_x_px - r, g.center_y_px - r, g.center_x_px + r, g.center_y_px + r],
+                         outline=color, width=2)
+            continue
+        half = g.width_m * fx / max(g.approach_depth_m, 1e-3) / 2
+        dx, dy = half * np.cos(g.angle_rad), half * np.sin(g.angle_rad)
         draw.line([(g.center_x_px - dx, g.center_y_px - dy), (g.center_x_px + dx, g.center_y_px + dy)],
                   fill=color, width=2)
         draw.ellipse([g.center_x_px - 2, g.center_y_px - 2, g.center_x_px + 2, g.center_y_px + 2], fill=color)
@@ -148,7 +162,8 @@ def main():
     client.node.create_subscription(GraspArray, '/grasps', grasps.append, 100)
     recorder = Recorder(client.node)
     depth_errors = []
-    grasp_counts = np.zeros(4, np.int64)  # top grasps, with labelled neighbours, successful ones, frames
+    # Per gripper type: top grasps, labelled neighbours, successful ones.
+    grasp_counts = {0: np.zeros(3, np.int64), 1: np.zeros(3, np.int64)}
     try:
         client.wait_connected(node_process, timeout=60)
         for index, frame in enumerate(frames):
@@ -174,8 +189,8 @@ def main():
             client.wait_for(lambda: any((g.header.stamp.sec, g.header.stamp.nanosec) == stamp for g in grasps),
                             f'the grasps of frame {index}', node_process=node_process)
             ranked = next(g for g in grasps if (g.header.stamp.sec, g.header.stamp.nanosec) == stamp).grasps
-            labels = [g for g in frame[GROUND_TRUTH_GRASPS].grasps if g.gripper_type == 0]
-            grasp_counts += count_grasp_agreement(ranked, labels)
+            for gripper in grasp_counts:
+                grasp_counts[gripper] += count_grasp_agreement(ranked, frame[GROUND_TRUTH_GRASPS].grasps, gripper)
             mask = pixels(client.masks_at(image.header.stamp)[0])
             truth = GT_TO_MODEL[pixels(frame[GROUND_TRUTH])]
             np.add.at(confusion, (truth.ravel(), np.minimum(mask.ravel(), 3)), 1)
@@ -209,10 +224,12 @@ def main():
     print(f'depth estimate vs the bag\'s depth camera, model {params["depth_model"]}: '
           f'AbsRel {np.mean(np.abs(error) / measured):.3f}, RMSE {np.sqrt(np.mean(error ** 2)) * 1000:.1f} mm, '
           f'delta<1.25 {np.mean(np.maximum((error + measured) / measured, measured / np.maximum(error + measured, 1e-6)) < 1.25):.3f}')
-    top, near, good, _ = grasp_counts
-    print(f'grasps: {top} published over {len(frames)} frames (top {top / len(frames):.1f} per frame, quality >= 0.5); '
-          f'{near} have a labelled candidate of the bag within 4 px and 20 deg, {good} of those labelled successful '
-          f'({good / max(near, 1):.2f}; all labelled parallel-jaw candidates: {BASE_RATE[0] / max(BASE_RATE[1], 1):.2f})')
+    for gripper, name, nearby in ((0, 'parallel-jaw', 'within 4 px and 20 deg'), (1, 'suction', 'within 6 px')):
+        top, near, good = grasp_counts[gripper]
+        base_good, base_all = BASE_RATE[gripper]
+        print(f'{name} grasps: {top} published over {len(frames)} frames ({top / len(frames):.1f} per frame, '
+              f'quality >= 0.5); {near} labelled candidates of the bag {nearby}, {good} of them successful '
+              f'({good / max(near, 1):.2f}; all labelled {name} candidates: {base_good / max(base_all, 1):.2f})')
     print(f'  publish-to-mask latency: median {np.median(latencies_ms):.1f} ms, '
           f'max {np.max(latencies_ms):.1f} ms (includes resends of lost best-effort frames)')
     for key in ('frames_processed', 'latency_preprocess_mean_ms', 'latency_inference_mean_ms',

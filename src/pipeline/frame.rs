@@ -25,10 +25,21 @@ pub struct InferOptions {
     pub grasp_min_quality: f32,
 }
 
-/// A grasp candidate with the grasp network's quality and its pose in the camera optical
-/// frame (z = approach, x = closing direction).
+/// Which gripper a grasp is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gripper {
+    /// Scored by the grasp network (GQ-CNN).
+    ParallelJaw,
+    /// Scored by the suction seal model (`postprocess::sample_suction`); the candidate's
+    /// width and angle are 0, its approach depth the contact's.
+    Suction,
+}
+
+/// A grasp candidate with its quality and its pose in the camera optical frame (z = approach;
+/// x = closing direction for a parallel-jaw grasp).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ScoredGrasp {
+    pub gripper: Gripper,
     pub candidate: GraspCandidate,
     pub quality: f32,
     pub position_m: [f64; 3],

@@ -3,15 +3,15 @@ use std::time::Instant;
 use candle_core::Device;
 use thiserror::Error;
 
-use super::{CameraPose, Frame, InferOptions, Outputs, ScoredGrasp, StageTimings};
+use super::{CameraPose, Frame, Gripper, InferOptions, Outputs, ScoredGrasp, StageTimings};
 use crate::image::DepthImage;
 use crate::models::{
     Architecture, LoadedModel, ModelError, ModelFolder, PoseNet, Task, WeightsSource,
 };
 use crate::postprocess::{
     blend_overlay, depth_output_to_image, label_instances, locate_instances, logits_to_class_mask,
-    resize_mask_nearest, sample_parallel_jaw, score_instances, DepthOutputError, GraspCandidate,
-    GraspSampling,
+    resize_mask_nearest, sample_parallel_jaw, sample_suction, score_instances, DepthOutputError,
+    GraspCandidate, GraspSampling, SuctionCup,
 };
 use crate::preprocess::{
     grasp_depth_patch, resize_rgb, rgb_to_input_tensor, GraspInImage, InputError,
@@ -38,6 +38,7 @@ pub struct Pipeline {
     depth: Option<LoadedModel>,
     pose: Option<(LoadedModel, [f64; 36])>,
     grasp: Option<(LoadedModel, GraspSampling)>,
+    suction: Option<SuctionCup>,
     device: Device,
 }
 
@@ -117,6 +118,7 @@ impl Pipeline {
             depth: None,
             pose: None,
             grasp: None,
+            suction: None,
             device,
         })
     }
@@ -146,6 +148,13 @@ impl Pipeline {
         let model = load_head(folder, Task::GraspQuality, "grasp_model", &self.device)?;
         self.grasp = Some((model, sampling));
         Ok(self)
+    }
+
+    /// Turns suction grasps on: sampled over the instances and scored by the seal model of
+    /// `cup`, ranked with the parallel-jaw ones (if any) by quality.
+    pub fn with_suction(mut self, cup: SuctionCup) -> Self {
+        self.suction = Some(cup);
+        self
     }
 
     /// Scores `candidates` with the grasp network in batches, from `depth` (metres); returns
@@ -217,6 +226,9 @@ impl Pipeline {
         }
         if let Some((m, _)) = &self.grasp {
             names.push(format!("grasp: {}", m.config.name));
+        }
+        if self.suction.is_some() {
+            names.push("suction: seal model".into());
         }
         names
     }
@@ -299,6 +311,7 @@ impl Pipeline {
                         let (position_m, orientation_xyzw) =
                             candidate.pose(camera, frame.rgb.width, frame.rgb.height);
                         ScoredGrasp {
+                            gripper: Gripper::ParallelJaw,
                             candidate,
                             quality,
                             position_m,
@@ -306,9 +319,30 @@ impl Pipeline {
                         }
                     })
                     .collect();
-                grasps.sort_by(|a: &ScoredGrasp, b| b.quality.total_cmp(&a.quality));
-                grasps.truncate(options.grasp_top_k);
             }
+            if let Some(cup) = &self.suction {
+                grasps.extend(
+                    sample_suction(&instances, &detections, depth, camera, cup)
+                        .into_iter()
+                        .filter(|g| g.quality >= options.grasp_min_quality)
+                        .map(|g| ScoredGrasp {
+                            gripper: Gripper::Suction,
+                            candidate: GraspCandidate {
+                                instance_id: g.instance_id,
+                                center_px: g.center_px,
+                                angle_rad: 0.0,
+                                width_m: 0.0,
+                                approach_depth_m: g.position_m[2],
+                            },
+                            quality: g.quality,
+                            position_m: g.position_m,
+                            orientation_xyzw: g.orientation_xyzw(),
+                        }),
+                );
+            }
+            // Stable: equal qualities keep parallel-jaw before suction, each in sampling order.
+            grasps.sort_by(|a: &ScoredGrasp, b| b.quality.total_cmp(&a.quality));
+            grasps.truncate(options.grasp_top_k);
         }
         let camera_pose = match (&self.pose, pose_out) {
             // The network's quaternion is (w, x, y, z).
@@ -584,6 +618,75 @@ mod tests {
         assert!(
             good as f64 / labelled as f64 > 2.0 * base_rate,
             "success near the top grasps {good}/{labelled} vs all candidates {base_rate:.3}"
+        );
+    }
+
+    /// Suction on new scenes with the sensor's depth: ranked contacts on the objects' surfaces
+    /// whose labelled suction neighbours (within 6 px; the generator's seal rule on the true
+    /// geometry) succeed more than twice as often as its candidates do on average.
+    #[test]
+    fn suction_grasps_lie_on_objects_where_the_generator_labels_seals() {
+        use crate::scene::grasps::GripperKind;
+        let pipeline = Pipeline::new(&shipped("unet_bin_seg"), Device::Cpu)
+            .unwrap()
+            .with_suction(SuctionCup::default());
+        let bins = generated("bin_picking_single_class.yaml", 4246);
+        let options = InferOptions {
+            grasp_top_k: 5,
+            grasp_min_quality: 0.3,
+            ..NO_OVERLAY
+        };
+        let (mut total, mut on_surface, mut labelled, mut good) = (0, 0, 0, 0);
+        let (mut base_total, mut base_good) = (0, 0);
+        for i in 0..4 {
+            let g = bins.frame(i);
+            let frame = frame_with_sensor(&g);
+            let out = pipeline.infer(&frame, &options).unwrap();
+            assert!(out.grasps.windows(2).all(|p| p[0].quality >= p[1].quality));
+            let width = g.labels.width as usize;
+            for grasp in &out.grasps {
+                assert_eq!(grasp.gripper, Gripper::Suction);
+                total += 1;
+                // The contact on the measured surface under its pixel (within 5 mm).
+                let [u, v] = grasp.candidate.center_px.map(|c| c as usize);
+                let measured = frame.depth.as_ref().unwrap().depth_m[v * width + u] as f64;
+                on_surface += ((grasp.position_m[2] - measured).abs() < 0.005) as usize;
+                for label in g
+                    .labels
+                    .grasps
+                    .iter()
+                    .filter(|l| l.gripper == GripperKind::Suction)
+                {
+                    let d = (label.center_px[0] - grasp.candidate.center_px[0])
+                        .hypot(label.center_px[1] - grasp.candidate.center_px[1]);
+                    if d < 6.0 {
+                        labelled += 1;
+                        good += label.success as usize;
+                    }
+                }
+            }
+            for label in g
+                .labels
+                .grasps
+                .iter()
+                .filter(|l| l.gripper == GripperKind::Suction)
+            {
+                base_total += 1;
+                base_good += label.success as usize;
+            }
+        }
+        let base_rate = base_good as f64 / base_total as f64;
+        eprintln!(
+            "suction grasps {total}, on the surface {on_surface}, near labels {labelled} ({good} successful), labels {base_total} ({base_good} successful, {base_rate:.2})"
+        );
+        assert!(total >= 8, "{total} suction grasps in 4 frames");
+        assert_eq!(on_surface, total);
+        assert!(labelled >= 5, "{labelled} labelled neighbours");
+        let rate = good as f64 / labelled as f64;
+        // Seeds 4246-4248: 85 %, 65 %, 70 % against 30 % of all labelled candidates.
+        assert!(
+            rate > 2.0 * base_rate,
+            "{good}/{labelled} vs {base_rate:.2}"
         );
     }
 

@@ -5,5 +5,5 @@ mod frame;
 mod infer;
 
 pub use device::{select_device, DeviceChoice, SelectedDevice};
-pub use frame::{CameraPose, Frame, InferOptions, Outputs, ScoredGrasp, StageTimings};
+pub use frame::{CameraPose, Frame, Gripper, InferOptions, Outputs, ScoredGrasp, StageTimings};
 pub use infer::{Pipeline, PipelineError};

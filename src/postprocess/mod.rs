@@ -6,9 +6,11 @@ mod grasps;
 mod instances;
 mod mask;
 mod overlay;
+mod suction;
 
 pub use depth::{depth_output_to_image, DepthOutputError};
 pub use grasps::{sample_parallel_jaw, GraspCandidate, GraspSampling};
 pub use instances::{label_instances, locate_instances, score_instances, Instance, InstanceImage};
 pub use mask::{logits_to_class_mask, resize_mask_nearest};
 pub use overlay::blend_overlay;
+pub use suction::{sample_suction, SuctionCup, SuctionGrasp};

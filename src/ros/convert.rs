@@ -11,7 +11,7 @@ use r2r::std_msgs::msg::Header;
 use r2r::visualization_msgs::msg::{Marker, MarkerArray};
 
 use crate::image::{CameraIntrinsics, DepthImage, MonoImage, RgbImage};
-use crate::pipeline::{CameraPose, ScoredGrasp};
+use crate::pipeline::{CameraPose, Gripper, ScoredGrasp};
 use crate::postprocess::{Instance, InstanceImage};
 use crate::preprocess::RawImage;
 
@@ -174,7 +174,10 @@ pub fn grasps_message(header: &Header, grasps: &[ScoredGrasp]) -> GraspArray {
         grasps: grasps
             .iter()
             .map(|g| Grasp {
-                gripper_type: Grasp::GRIPPER_PARALLEL_JAW as u8,
+                gripper_type: match g.gripper {
+                    Gripper::ParallelJaw => Grasp::GRIPPER_PARALLEL_JAW as u8,
+                    Gripper::Suction => Grasp::GRIPPER_SUCTION as u8,
+                },
                 pose: pose_of(g),
                 quality: g.quality,
                 width_m: g.candidate.width_m as f32,
@@ -195,9 +198,10 @@ pub fn grasp_poses_message(header: &Header, grasps: &[ScoredGrasp]) -> PoseArray
     }
 }
 
-/// For RViz: per grasp an arrow down the approach (6 cm, ending at the jaw centre) and a line
-/// between the two jaw contacts, coloured from red (quality 0) to green (1); the first marker
-/// clears the previous frame's.
+/// For RViz: per grasp an arrow down the approach (6 cm, ending at the jaw centre or the
+/// suction contact) and a line between the two jaw contacts or a disc the size of the suction
+/// cup on the contact plane, coloured from red (quality 0) to green (1); the first marker clears
+/// the previous frame's.
 pub fn grasp_markers_message(header: &Header, grasps: &[ScoredGrasp]) -> MarkerArray {
     let mut markers = vec![Marker {
         header: header.clone(),
@@ -229,6 +233,13 @@ pub fn grasp_markers_message(header: &Header, grasps: &[ScoredGrasp]) -> MarkerA
             color,
             ..Default::default()
         };
+        // The approach: the grasp frame's z axis.
+        let [qx, qy, qz, qw] = g.orientation_xyzw;
+        let approach = [
+            2.0 * (qx * qz + qw * qy),
+            2.0 * (qy * qz - qw * qx),
+            1.0 - 2.0 * (qx * qx + qy * qy),
+        ];
         markers.push(Marker {
             id: 2 * i as i32,
             type_: Marker::ARROW as i32,
@@ -237,9 +248,30 @@ pub fn grasp_markers_message(header: &Header, grasps: &[ScoredGrasp]) -> MarkerA
                 y: 0.008,
                 z: 0.01,
             },
-            points: vec![Point { x, y, z: z - 0.06 }, Point { x, y, z }],
+            points: vec![
+                Point {
+                    x: x - 0.06 * approach[0],
+                    y: y - 0.06 * approach[1],
+                    z: z - 0.06 * approach[2],
+                },
+                Point { x, y, z },
+            ],
             ..base.clone()
         });
+        if g.gripper == Gripper::Suction {
+            markers.push(Marker {
+                id: 2 * i as i32 + 1,
+                type_: Marker::CYLINDER as i32,
+                pose: pose_of(g),
+                scale: Vector3 {
+                    x: 0.024,
+                    y: 0.024,
+                    z: 0.002,
+                },
+                ..base
+            });
+            continue;
+        }
         markers.push(Marker {
             id: 2 * i as i32 + 1,
             type_: Marker::LINE_LIST as i32,

@@ -179,14 +179,14 @@ pub fn run() -> Result<(), NodeError> {
             }
             None => None,
         },
-        grasps: match config.grasp_model_dir {
-            Some(_) => Some(GraspPublishers {
+        grasps: match config.grasp_head() {
+            true => Some(GraspPublishers {
                 grasps: node.create_publisher::<GraspArray>("grasps", QosProfile::default())?,
                 poses: node.create_publisher::<PoseArray>("grasps/poses", QosProfile::default())?,
                 markers: node
                     .create_publisher::<MarkerArray>("grasps/markers", QosProfile::default())?,
             }),
-            None => None,
+            false => None,
         },
         pose: match config.pose_model_dir {
             Some(_) => Some(node.create_publisher::<PoseWithCovarianceStamped>(

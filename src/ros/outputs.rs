@@ -17,7 +17,7 @@ use super::NodeError;
 use crate::image::CameraIntrinsics;
 use crate::models::ModelFolder;
 use crate::pipeline::{select_device, Frame, Outputs, Pipeline, SelectedDevice};
-use crate::postprocess::GraspSampling;
+use crate::postprocess::{GraspSampling, SuctionCup};
 use crate::preprocess::{check_depth_matches, decode_color, decode_depth, InputError};
 
 /// Output topics (relative names) and their types; a topic is there when its head is on.
@@ -34,7 +34,7 @@ pub fn output_topics(config: &NodeConfig) -> Vec<(&'static str, &'static str)> {
     if config.pose_model_dir.is_some() {
         topics.push(("camera_pose", "geometry_msgs/msg/PoseWithCovarianceStamped"));
     }
-    if config.grasp_model_dir.is_some() {
+    if config.grasp_head() {
         topics.push(("grasps", "perception_msgs/msg/GraspArray"));
         topics.push(("grasps/poses", "geometry_msgs/msg/PoseArray"));
         topics.push(("grasps/markers", "visualization_msgs/msg/MarkerArray"));
@@ -62,6 +62,9 @@ pub fn load_pipeline(config: &NodeConfig) -> Result<(Pipeline, SelectedDevice), 
             ..Default::default()
         };
         pipeline = pipeline.with_grasp(&ModelFolder::new(dir), sampling)?;
+    }
+    if config.suction {
+        pipeline = pipeline.with_suction(SuctionCup::default());
     }
     Ok((pipeline, selected))
 }
@@ -120,7 +123,7 @@ impl OutputMessages {
                 .camera_pose
                 .as_ref()
                 .map(|pose| camera_pose_message(header, &config.pose_frame_id, pose)),
-            grasps: config.grasp_model_dir.is_some().then(|| {
+            grasps: config.grasp_head().then(|| {
                 (
                     grasps_message(header, &outputs.grasps),
                     grasp_poses_message(header, &outputs.grasps),

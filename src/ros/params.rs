@@ -36,6 +36,8 @@ pub struct NodeParams {
     pub pose_frame_id: String,
     /// Grasp-quality model folder inside models_dir (a GQ-CNN for the parallel-jaw gripper); empty turns the grasp head (grasps, grasps/poses, grasps/markers) off. Start-up only.
     pub grasp_model: String,
+    /// Grippers to plan for: 'parallel_jaw' (scored by grasp_model), 'suction' (scored by the suction seal model) or 'both' (ranked together by quality). Start-up only.
+    pub grasp_gripper: String,
     /// How far below the grasped surface the jaw centre goes, metres, 0..0.2 (the gripper's finger depth). Start-up only.
     pub grasp_finger_depth_m: f64,
     /// Most grasps published per frame, 1..1000. Changeable at run time.
@@ -80,6 +82,7 @@ impl Default for NodeParams {
             pose_model: String::new(),
             pose_frame_id: "cell".into(),
             grasp_model: "gqcnn_parallel_jaw".into(),
+            grasp_gripper: "parallel_jaw".into(),
             grasp_finger_depth_m: 0.03,
             grasp_top_k: 10,
             grasp_min_quality: 0.5,
@@ -115,6 +118,8 @@ pub struct NodeConfig {
     pub pose_model_dir: Option<PathBuf>,
     pub pose_frame_id: String,
     pub grasp_model_dir: Option<PathBuf>,
+    /// Suction grasps on (grasp_gripper 'suction' or 'both').
+    pub suction: bool,
     pub grasp_finger_depth_m: f64,
     pub max_image_pixels: u64,
     pub diagnostics_period: Duration,
@@ -143,6 +148,13 @@ fn in_range_i64(name: &str, value: i64, min: i64, max: i64) -> Result<i64, Param
         Ok(value)
     } else {
         Err(reject(name, value, format!("must lie in [{min}, {max}]")))
+    }
+}
+
+impl NodeConfig {
+    /// Whether the grasp topics exist: a parallel-jaw grasp model or suction is on.
+    pub fn grasp_head(&self) -> bool {
+        self.grasp_model_dir.is_some() || self.suction
     }
 }
 
@@ -187,6 +199,30 @@ impl NodeParams {
         in_range_f64("grasp_min_quality", self.grasp_min_quality, 0.0, 1.0)?;
         let head =
             |name: &str| (!name.is_empty()).then(|| PathBuf::from(&self.models_dir).join(name));
+        let (parallel_jaw, suction) = match self.grasp_gripper.as_str() {
+            "parallel_jaw" => (true, false),
+            "suction" => (false, true),
+            "both" => (true, true),
+            other => {
+                return Err(reject(
+                    "grasp_gripper",
+                    format!("'{other}'"),
+                    "must be 'parallel_jaw', 'suction' or 'both'",
+                ))
+            }
+        };
+        if self.grasp_gripper == "both" && self.grasp_model.is_empty() {
+            return Err(reject(
+                "grasp_model",
+                "''",
+                "grasp_gripper 'both' needs a parallel-jaw grasp model, e.g. gqcnn_parallel_jaw (or set grasp_gripper to 'suction')",
+            ));
+        }
+        let grasp_model_dir = if parallel_jaw {
+            head(&self.grasp_model)
+        } else {
+            None
+        };
         if !self.pose_model.is_empty() && self.pose_frame_id.trim().is_empty() {
             return Err(reject(
                 "pose_frame_id",
@@ -214,7 +250,8 @@ impl NodeParams {
             depth_model_dir: head(&self.depth_model),
             pose_model_dir: head(&self.pose_model),
             pose_frame_id: self.pose_frame_id.clone(),
-            grasp_model_dir: head(&self.grasp_model),
+            grasp_model_dir,
+            suction,
             grasp_finger_depth_m: in_range_f64(
                 "grasp_finger_depth_m",
                 self.grasp_finger_depth_m,
@@ -315,6 +352,32 @@ mod tests {
     }
 
     #[test]
+    fn grasp_gripper_chooses_the_grasp_heads() {
+        let with = |gripper: &str, model: &str| {
+            let config = NodeParams {
+                grasp_gripper: gripper.into(),
+                grasp_model: model.into(),
+                ..NodeParams::default()
+            }
+            .validate()
+            .unwrap();
+            (
+                config.grasp_model_dir.is_some(),
+                config.suction,
+                config.grasp_head(),
+            )
+        };
+        assert_eq!(
+            with("parallel_jaw", "gqcnn_parallel_jaw"),
+            (true, false, true)
+        );
+        assert_eq!(with("parallel_jaw", ""), (false, false, false));
+        assert_eq!(with("suction", "gqcnn_parallel_jaw"), (false, true, true));
+        assert_eq!(with("suction", ""), (false, true, true));
+        assert_eq!(with("both", "gqcnn_parallel_jaw"), (true, true, true));
+    }
+
+    #[test]
     fn each_bad_value_is_rejected_with_its_name_and_a_fix() {
         let cases: Vec<(&str, Box<dyn Fn(&mut NodeParams)>)> = vec![
             ("mode", Box::new(|p| p.mode = "fastest".into())),
@@ -335,6 +398,17 @@ mod tests {
             (
                 "grasp_finger_depth_m",
                 Box::new(|p| p.grasp_finger_depth_m = -0.1),
+            ),
+            (
+                "grasp_gripper",
+                Box::new(|p| p.grasp_gripper = "vacuum".into()),
+            ),
+            (
+                "grasp_model",
+                Box::new(|p| {
+                    p.grasp_gripper = "both".into();
+                    p.grasp_model = String::new();
+                }),
             ),
             ("max_image_pixels", Box::new(|p| p.max_image_pixels = 0)),
             (

@@ -20,7 +20,7 @@ TRAIN = ROOT / 'target' / 'debug' / 'perception_train'
 INPUTS = {'image': '/camera/color/image_raw', 'depth': '/camera/aligned_depth_to_color/image_raw',
           'camera_info': '/camera/color/camera_info'}
 HEADS = {'segmentation_model': 'unet_bin_seg', 'depth_model': 'depth_bin', 'pose_model': 'posenet_cell',
-         'grasp_model': 'gqcnn_parallel_jaw', 'grasp_top_k': 5}
+         'grasp_model': 'gqcnn_parallel_jaw', 'grasp_gripper': 'both', 'grasp_top_k': 8}
 OUTPUTS = ['segmentation/mask', 'segmentation/overlay', 'segmentation/instances', 'detections',
            'depth/estimated', 'camera_pose', 'grasps', 'grasps/poses', 'grasps/markers']
 FRAMES = 3
@@ -82,6 +82,15 @@ def test_every_frame_gets_every_output_in_a_bag_rosbags_reads(input_bag, offline
         mask = deserialize_message(raw_mask, Image)
         assert mask.header == image.header
         assert (mask.width, mask.height, mask.encoding) == (image.width, image.height, 'mono8')
+    # Both grippers among the ranked grasps, each on an instance of its frame.
+    from perception_msgs.msg import GraspArray
+    arrays = [deserialize_message(raw, GraspArray) for _, raw in outputs['/grasps']]
+    kinds = {g.gripper_type for a in arrays for g in a.grasps}
+    assert kinds == {0, 1}, kinds
+    for array, (_, raw_ids) in zip(arrays, outputs['/segmentation/instances']):
+        ids = deserialize_message(raw_ids, Image)
+        ids = np.frombuffer(bytes(ids.data), np.uint16).reshape(ids.height, ids.width)
+        assert all(ids[int(g.center_y_px), int(g.center_x_px)] == g.instance_id for g in array.grasps)
     truth = [deserialize_message(raw, Image) for _, raw in inputs['/ground_truth/segmentation']]
     masks = [deserialize_message(raw, Image) for _, raw in outputs['/segmentation/mask']]
     agree = np.mean([np.mean((np.frombuffer(bytes(m.data), np.uint8) == 2) ==
