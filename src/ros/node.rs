@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use r2r::diagnostic_msgs::msg::DiagnosticArray;
 use r2r::geometry_msgs::msg::{PoseArray, PoseWithCovarianceStamped};
 use r2r::perception_msgs::msg::{Detection2DArray, GraspArray};
@@ -154,10 +154,14 @@ pub fn run() -> Result<(), NodeError> {
         config.mode
     );
 
-    let input_qos = if config.reliable_qos {
-        QosProfile::default()
-    } else {
-        QosProfile::sensor_data()
+    let input_qos = match (config.reliable_qos, config.mode) {
+        // Reliable delivery into a reader history shorter than a burst still loses frames,
+        // silently, before the node sees them: every_frame keeps as many as its queue.
+        (true, QueueMode::EveryFrame { capacity }) => {
+            QosProfile::default().keep_last(capacity.max(10))
+        }
+        (true, QueueMode::Live) => QosProfile::default(),
+        (false, _) => QosProfile::sensor_data(),
     };
     let image_stream = node.subscribe::<Image>("image", input_qos.clone())?;
     let depth_stream = node.subscribe::<Image>("depth", input_qos.clone())?;
@@ -239,9 +243,6 @@ pub fn run() -> Result<(), NodeError> {
     let node = Arc::new(Mutex::new(node));
     runtime.block_on(async {
         tokio::spawn(param_handler);
-        tokio::spawn(handle_images(image_stream, shared.clone()));
-        tokio::spawn(handle_depths(depth_stream, shared.clone()));
-        tokio::spawn(handle_camera_info(info_stream, shared.clone()));
         tokio::spawn(flush_unpaired(shared.clone(), config.sync_slop));
         tokio::spawn(publish_diagnostics(
             shared.clone(),
@@ -254,11 +255,19 @@ pub fn run() -> Result<(), NodeError> {
         let spinner = {
             let node = node.clone();
             let shared = shared.clone();
+            let (mut images, mut depths, mut infos) = (image_stream, depth_stream, info_stream);
+            // One thread takes the inputs from DDS and hands them on. r2r passes each message
+            // through a channel of 10 that drops what does not fit, and takes at most one
+            // message per subscription per spin: draining right after each spin means that
+            // channel never holds more than one, whatever the load on the other threads.
             tokio::task::spawn_blocking(move || {
                 while shared.running.load(Ordering::Relaxed) {
                     node.lock()
                         .expect("node lock")
                         .spin_once(Duration::from_millis(10));
+                    drain(&mut images, |image| on_image(&shared, image));
+                    drain(&mut depths, |depth| on_depth(&shared, depth));
+                    drain(&mut infos, |info| on_camera_info(&shared, info));
                 }
             })
         };
@@ -303,56 +312,48 @@ async fn wait_for_shutdown_signal() {
     }
 }
 
-async fn handle_images(
-    mut stream: impl futures::Stream<Item = Image> + Unpin,
-    shared: Arc<Shared>,
-) {
-    while let Some(image) = stream.next().await {
-        let received_at = Instant::now();
-        shared
-            .stats
-            .lock()
-            .expect("stats lock")
-            .image_received(received_at);
-        let stamp = stamp_ns(&image.header.stamp);
-        let ready = shared
-            .pairer
-            .lock()
-            .expect("pairer lock")
-            .push_image(stamp, (image, received_at));
-        shared.enqueue(ready);
+/// Hands every message waiting in `stream` to `handle`, without waiting for more.
+fn drain<T>(stream: &mut (impl futures::Stream<Item = T> + Unpin), mut handle: impl FnMut(T)) {
+    while let Some(Some(item)) = stream.next().now_or_never() {
+        handle(item);
     }
 }
 
-async fn handle_depths(
-    mut stream: impl futures::Stream<Item = Image> + Unpin,
-    shared: Arc<Shared>,
-) {
-    while let Some(depth) = stream.next().await {
-        shared.stats.lock().expect("stats lock").depth_received();
-        let stamp = stamp_ns(&depth.header.stamp);
-        let ready = shared
-            .pairer
-            .lock()
-            .expect("pairer lock")
-            .push_depth(stamp, depth);
-        shared.enqueue(ready);
-    }
+fn on_image(shared: &Shared, image: Image) {
+    let received_at = Instant::now();
+    shared
+        .stats
+        .lock()
+        .expect("stats lock")
+        .image_received(received_at);
+    let stamp = stamp_ns(&image.header.stamp);
+    let ready = shared
+        .pairer
+        .lock()
+        .expect("pairer lock")
+        .push_image(stamp, (image, received_at));
+    shared.enqueue(ready);
 }
 
-async fn handle_camera_info(
-    mut stream: impl futures::Stream<Item = CameraInfo> + Unpin,
-    shared: Arc<Shared>,
-) {
-    while let Some(info) = stream.next().await {
-        let parsed = intrinsics(&info);
-        if parsed.is_none() {
-            shared.warn_throttled("camera_info", || {
-                "camera_info has no usable K (uncalibrated camera?): 3-D outputs need a calibrated camera".into()
-            });
-        }
-        *shared.camera.lock().expect("camera lock") = parsed;
+fn on_depth(shared: &Shared, depth: Image) {
+    shared.stats.lock().expect("stats lock").depth_received();
+    let stamp = stamp_ns(&depth.header.stamp);
+    let ready = shared
+        .pairer
+        .lock()
+        .expect("pairer lock")
+        .push_depth(stamp, depth);
+    shared.enqueue(ready);
+}
+
+fn on_camera_info(shared: &Shared, info: CameraInfo) {
+    let parsed = intrinsics(&info);
+    if parsed.is_none() {
+        shared.warn_throttled("camera_info", || {
+            "camera_info has no usable K (uncalibrated camera?): 3-D outputs need a calibrated camera".into()
+        });
     }
+    *shared.camera.lock().expect("camera lock") = parsed;
 }
 
 /// Releases images whose depth never came once the inputs have been quiet for longer than
