@@ -1,6 +1,6 @@
 # The two commands of the README. Both set up a fresh machine first (idempotent, seconds
 # when nothing changed): apt packages, the ROS 2 venv, colcon build of both packages.
-.PHONY: setup demo test
+.PHONY: setup demo test soak
 
 setup:
 	scripts/setup.sh
@@ -10,3 +10,7 @@ demo: setup
 
 test: setup
 	scripts/test.sh
+
+# Not in CI: 10 000 frames into the node with its memory sampled (scripts/soak.py).
+soak: setup
+	bash -c '. scripts/env.sh && python3 scripts/soak.py'
