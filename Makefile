@@ -1,6 +1,6 @@
 # The two commands of the README. Both set up a fresh machine first (idempotent, seconds
 # when nothing changed): apt packages, the ROS 2 venv, colcon build of both packages.
-.PHONY: setup demo test soak
+.PHONY: setup demo test soak bench
 
 setup:
 	scripts/setup.sh
@@ -14,3 +14,10 @@ test: setup
 # Not in CI: 10 000 frames into the node with its memory sampled (scripts/soak.py).
 soak: setup
 	bash -c '. scripts/env.sh && python3 scripts/soak.py'
+
+# Not in CI: Candle against PyTorch on every shipped network (bench/bench.py). PyTorch goes into
+# its own venv, .venv-bench (about 3 GB with its CUDA libraries, which the CPU runs do not use).
+bench:
+	test -x .venv-bench/bin/python || (python3 -m venv .venv-bench && .venv-bench/bin/pip install -q torch safetensors numpy pyyaml)
+	cargo build --release --no-default-features --bin perception_train
+	.venv-bench/bin/python bench/bench.py

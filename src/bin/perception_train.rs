@@ -11,7 +11,9 @@ use perception::pipeline::{select_device, DeviceChoice};
 use perception::scene::bag::BagOptions;
 use perception::scene::config::SceneConfig;
 use perception::scene::dataset::{write_dataset, Generator};
-use perception::train::{evaluate_model, fit, visualize_filters, write_rgb_png, TrainConfig};
+use perception::train::{
+    bench_model, evaluate_model, fit, visualize_filters, write_rgb_png, TrainConfig,
+};
 
 #[derive(Parser)]
 #[command(
@@ -90,6 +92,25 @@ enum Command {
         step: f64,
         /// auto | cpu | cuda:N
         #[arg(long, default_value = "auto")]
+        device: DeviceChoice,
+    },
+    /// Time a model folder's network on deterministic inputs (bench/bench.py compares the
+    /// same weights in PyTorch); prints one JSON object.
+    Bench {
+        /// Model folder (model.yaml + model.safetensors)
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        #[arg(long, default_value_t = 20)]
+        repeats: usize,
+        /// Time a training step (forward, loss, backward) instead of inference
+        #[arg(long)]
+        train_step: bool,
+        /// auto | cpu | cuda:N
+        #[arg(long, default_value = "cpu")]
         device: DeviceChoice,
     },
     /// Render synthetic bin-picking frames (RGB, depth, masks, labels with grasps) into a data
@@ -214,6 +235,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("loading {}", model.display()))?;
             let metrics = evaluate_model(&loaded, &data, &selected.device)?;
             println!("{}", serde_json::to_string(&metrics.metrics)?);
+        }
+        Command::Bench {
+            model,
+            batch,
+            warmup,
+            repeats,
+            train_step,
+            device,
+        } => {
+            if batch == 0 || repeats == 0 {
+                bail!("--batch and --repeats must be at least 1");
+            }
+            let selected = select_device(device);
+            let loaded = ModelFolder::new(&model)
+                .load(&selected.device)
+                .with_context(|| format!("loading {}", model.display()))?;
+            let report = bench_model(
+                &loaded,
+                batch,
+                warmup,
+                repeats,
+                train_step,
+                &selected.device,
+            )?;
+            println!("{}", serde_json::to_string(&report)?);
         }
         Command::Visualize {
             model,

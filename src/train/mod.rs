@@ -4,6 +4,7 @@
 //! and the training loops with atomic checkpoints.
 
 mod augment;
+mod bench;
 mod channel_moments;
 mod checkpoint;
 mod classification;
@@ -23,6 +24,7 @@ mod transfer;
 mod visualize;
 
 pub use augment::{AugmentConfig, Draw, Warp};
+pub use bench::{bench_inputs, bench_model, BenchReport};
 pub use checkpoint::{load_checkpoint, publish_model, save_checkpoint, Progress, CHECKPOINT_FILE};
 pub use classification::{ClassificationMetrics, ClassificationSet};
 pub use config::{DataConfig, EarlyStopping, TrainConfig};
