@@ -64,7 +64,7 @@ impl GraspCandidate {
 }
 
 /// Intrinsics at the image's resolution.
-fn scaled(camera: &CameraIntrinsics, width: u32, height: u32) -> (f64, f64, f64, f64) {
+pub(super) fn scaled(camera: &CameraIntrinsics, width: u32, height: u32) -> (f64, f64, f64, f64) {
     let sx = width as f64 / camera.width.max(1) as f64;
     let sy = height as f64 / camera.height.max(1) as f64;
     (
@@ -73,6 +73,17 @@ fn scaled(camera: &CameraIntrinsics, width: u32, height: u32) -> (f64, f64, f64,
         camera.cx_px * sx,
         camera.cy_px * sy,
     )
+}
+
+/// Each instance's pixel indices (instance id k at index k - 1), in scan order.
+pub(super) fn instance_pixels(image: &InstanceImage, count: usize) -> Vec<Vec<usize>> {
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); count];
+    for (i, &id) in image.ids.iter().enumerate() {
+        if id > 0 && (id as usize) <= count {
+            members[id as usize - 1].push(i);
+        }
+    }
+    members
 }
 
 /// Antipodal-style candidates: for centres spread over each instance and each closing
@@ -116,12 +127,7 @@ pub fn sample_parallel_jaw(
         nearest
     };
     // Each instance's pixels, in scan order.
-    let mut members: Vec<Vec<usize>> = vec![Vec::new(); instances.len()];
-    for (i, &id) in image.ids.iter().enumerate() {
-        if id > 0 && (id as usize) <= instances.len() {
-            members[id as usize - 1].push(i);
-        }
-    }
+    let members = instance_pixels(image, instances.len());
     let mut out = Vec::new();
     // Centres on one chord converge on the same midpoint: one candidate per 2-px cell and
     // direction (the network's cost grows with the candidates).

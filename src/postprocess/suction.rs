@@ -12,6 +12,7 @@
 
 use nalgebra::{Matrix3, SymmetricEigen, UnitQuaternion, Vector3};
 
+use super::grasps::{instance_pixels, scaled};
 use crate::image::{CameraIntrinsics, DepthImage};
 use crate::postprocess::{Instance, InstanceImage};
 
@@ -91,10 +92,7 @@ pub fn sample_suction(
     if (depth.width, depth.height) != (image.width, image.height) {
         return Vec::new();
     }
-    let sx = image.width as f64 / camera.width.max(1) as f64;
-    let sy = image.height as f64 / camera.height.max(1) as f64;
-    let (fx, fy) = (camera.fx_px * sx, camera.fy_px * sy);
-    let (cx, cy) = (camera.cx_px * sx, camera.cy_px * sy);
+    let (fx, fy, cx, cy) = scaled(camera, image.width, image.height);
     // The back-projected point of pixel (u, v) of `instance`, if it has a reading.
     let point = |u: i64, v: i64, instance: u16| -> Option<Vector3<f64>> {
         if u < 0 || v < 0 || u >= w as i64 || v >= h as i64 {
@@ -110,12 +108,7 @@ pub fn sample_suction(
             )
         })
     };
-    let mut members: Vec<Vec<usize>> = vec![Vec::new(); instances.len()];
-    for (i, &id) in image.ids.iter().enumerate() {
-        if id > 0 && (id as usize) <= instances.len() {
-            members[id as usize - 1].push(i);
-        }
-    }
+    let members = instance_pixels(image, instances.len());
     let max_tilt = cup.max_tilt_deg.to_radians();
     let mut out = Vec::new();
     for (instance, pixels) in instances.iter().zip(&members) {
