@@ -43,6 +43,21 @@ ln -sfn "$VENV/lib/librmw_fastrtps_cpp.so" "$VENV/perception-link/librmw_impleme
 # shellcheck source=scripts/env.sh
 . "$ROOT/scripts/env.sh"
 
+# r2r 0.9.7's build script prints its per-message cfgs only when it generates its bindings;
+# when it reruns (an environment variable it watches changed) and reuses its cached ones, it
+# prints none, and r2r builds without them: use_sim_time then silently never subscribes to
+# /clock. A build whose script output lost the Clock cfg is cleaned so the next one
+# regenerates.
+for output in "$ROOT"/target/*/build/r2r-*/output; do
+  if [ -f "$output" ] && grep -q 'rustc-check-cfg=cfg(r2r__rosgraph_msgs__msg__Clock)' "$output" \
+     && ! grep -q 'rustc-cfg=r2r__rosgraph_msgs__msg__Clock' "$output"; then
+    say "r2r was built from its cached bindings without their cfgs: rebuilding r2r"
+    profile="$(basename "$(dirname "$(dirname "$(dirname "$output")")")")"
+    [ "$profile" = debug ] && flag=() || flag=(--profile "$profile")
+    (cd "$ROOT" && cargo clean -q -p r2r "${flag[@]}")
+  fi
+done
+
 # 4. colcon build of both packages --------------------------------------------------------
 # The node's cargo build directory is the repository's target/, so colcon, `cargo test` and the
 # tests share one build of each profile.

@@ -213,7 +213,8 @@ pub fn run() -> Result<(), NodeError> {
             config.sync_slop.as_nanos() as i64,
             config.depth_timeout.as_nanos() as i64,
             MAX_PENDING_IMAGES,
-        )),
+        )
+        .wait_for_first_depth()),
         camera: Mutex::new(None),
         throttle: Mutex::new(LogThrottle::new(config.log_throttle)),
         running: AtomicBool::new(true),
@@ -265,9 +266,11 @@ pub fn run() -> Result<(), NodeError> {
                     node.lock()
                         .expect("node lock")
                         .spin_once(Duration::from_millis(10));
-                    drain(&mut images, |image| on_image(&shared, image));
+                    // Depth and camera_info before the images of the same spin, so an image
+                    // finds what was sent with it.
                     drain(&mut depths, |depth| on_depth(&shared, depth));
                     drain(&mut infos, |info| on_camera_info(&shared, info));
+                    drain(&mut images, |image| on_image(&shared, image));
                 }
             })
         };

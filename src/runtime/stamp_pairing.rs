@@ -12,6 +12,9 @@ pub struct Paired<I, D> {
 /// two streams): each image is paired with the unused depth whose stamp is nearest, within
 /// `slop_ns`. An image waits for its depth only while depth is flowing, and never longer than
 /// it takes a later depth to prove no match will come, or `max_pending` newer images.
+///
+/// A live stream's first images can beat the first depth (the two come on separate topics);
+/// [`StampPairer::wait_for_first_depth`] holds them for it until the wait proves vain once.
 pub struct StampPairer<I, D> {
     slop_ns: i64,
     /// Depth counts as flowing if the newest depth stamp is within this of an image's stamp.
@@ -20,6 +23,9 @@ pub struct StampPairer<I, D> {
     depths: VecDeque<(i64, D)>,
     pending: VecDeque<(i64, I)>,
     newest_depth_ns: Option<i64>,
+    /// Before any depth came: hold images for one (set by `wait_for_first_depth`, cleared
+    /// the first time an image has to go without).
+    awaiting_first_depth: bool,
 }
 
 const MAX_DEPTHS: usize = 16;
@@ -33,7 +39,16 @@ impl<I, D> StampPairer<I, D> {
             depths: VecDeque::new(),
             pending: VecDeque::new(),
             newest_depth_ns: None,
+            awaiting_first_depth: false,
         }
+    }
+
+    /// Holds the first images for the first depth, up to `max_pending` of them or until
+    /// [`StampPairer::flush`]; once an image has gone without, images pass straight through
+    /// again until a depth comes (an image-only camera pays this wait once, at start-up).
+    pub fn wait_for_first_depth(mut self) -> Self {
+        self.awaiting_first_depth = true;
+        self
     }
 
     /// Adds an image; returns the frames that are now complete, oldest first.
@@ -73,6 +88,7 @@ impl<I, D> StampPairer<I, D> {
                 .nearest_depth(stamp_ns)
                 .and_then(|i| self.depths.remove(i))
                 .map(|(_, d)| d);
+            self.awaiting_first_depth &= depth.is_some();
             out.push(Paired {
                 stamp_ns,
                 image,
@@ -97,9 +113,10 @@ impl<I, D> StampPairer<I, D> {
         let mut out = Vec::new();
         while let Some(&(stamp_ns, _)) = self.pending.front() {
             let best = self.nearest_depth(stamp_ns);
-            let depth_flowing = self
-                .newest_depth_ns
-                .is_some_and(|newest| (stamp_ns - newest).abs() <= self.depth_timeout_ns);
+            let depth_flowing = match self.newest_depth_ns {
+                Some(newest) => (stamp_ns - newest).abs() <= self.depth_timeout_ns,
+                None => self.awaiting_first_depth,
+            };
             let no_match_can_come = self
                 .newest_depth_ns
                 .is_some_and(|newest| newest > stamp_ns + self.slop_ns);
@@ -117,6 +134,7 @@ impl<I, D> StampPairer<I, D> {
                 }
                 _ => None,
             };
+            self.awaiting_first_depth &= depth.is_some();
             let (stamp_ns, image) = self.pending.pop_front().expect("front exists");
             // Depths older than a released image can no longer match anything.
             self.depths.retain(|(d, _)| *d + self.slop_ns >= stamp_ns);
@@ -154,6 +172,42 @@ mod tests {
                 depth: Some("d")
             }]
         );
+    }
+
+    #[test]
+    fn a_live_stream_holds_its_first_images_for_the_first_depth() {
+        let mut p = pairer().wait_for_first_depth();
+        // The image beat its depth onto the node: it waits rather than going without.
+        assert!(p.push_image(0, "a").is_empty());
+        let out = p.push_depth(0, "d");
+        assert_eq!(
+            out,
+            vec![Paired {
+                stamp_ns: 0,
+                image: "a",
+                depth: Some("d")
+            }]
+        );
+    }
+
+    #[test]
+    fn an_image_only_stream_waits_for_a_first_depth_once() {
+        let mut p = pairer().wait_for_first_depth();
+        for i in 0..4 {
+            assert!(p.push_image(i * 33 * MS, "i").is_empty());
+        }
+        // The fifth image overflows max_pending: the oldest goes without, and with it the
+        // wait ends; the others follow in order, and later images pass straight through.
+        let out = p.push_image(4 * 33 * MS, "i");
+        assert_eq!(out.len(), 5);
+        assert!(out.iter().all(|f| f.depth.is_none()));
+        assert!(out.windows(2).all(|w| w[0].stamp_ns < w[1].stamp_ns));
+        assert_eq!(p.push_image(5 * 33 * MS, "j").len(), 1);
+        // So does a flush of held images (the inputs went quiet).
+        let mut p = pairer().wait_for_first_depth();
+        assert!(p.push_image(0, "a").is_empty());
+        assert_eq!(p.flush().len(), 1);
+        assert_eq!(p.push_image(33 * MS, "b").len(), 1);
     }
 
     #[test]

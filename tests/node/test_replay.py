@@ -84,11 +84,9 @@ def test_every_frame_replay_answers_every_frame_as_offline(start_node, rclpy_con
         assert [stamp(m) for m in client.masks] == sent, 'every frame, in order'
         for mask in client.masks:
             assert mask == offline_outputs['/segmentation/mask'][stamp(mask)]
-        # Detections carry 3-D centroids from depth and camera_info. The first image of a replay
-        # reaches the live node before any depth: it cannot know that depth will follow, so it
-        # goes on without (the offline mode sees the whole bag). From the second frame on the
-        # two modes agree exactly.
-        for array in detections[1:]:
+        # Detections carry 3-D centroids from depth and camera_info: the live node holds the
+        # first image for the first depth, so from the first frame on the two modes agree.
+        for array in detections:
             assert array == offline_outputs['/detections'][stamp(array)]
     finally:
         client.destroy()
