@@ -120,11 +120,16 @@ def time_torch(module, inputs, warmup, repeats, train_step):
     return times
 
 
-def time_candle(folder, warmup, repeats, train_step, threads):
+def time_candle(folder, warmup, repeats, train_step, threads, candle_ops=False):
+    """`candle_ops`: Candle's own convolutions (PERCEPTION_KERNELS=candle), the 'before' of
+    the CPU kernels of perception_kernels."""
     args = [str(TRAIN), 'bench', '--model', str(folder), '--warmup', str(warmup), '--repeats', str(repeats)]
     if train_step:
         args.append('--train-step')
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    env.pop('PERCEPTION_KERNELS', None)
+    if candle_ops:
+        env['PERCEPTION_KERNELS'] = 'candle'
     result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=1800)
     if result.returncode != 0:
         raise SystemExit(f'{" ".join(args)} failed:\n{result.stderr}')
@@ -171,6 +176,7 @@ def main():
             module.eval()
             reference = module(*inputs).flatten().numpy()
         candle = time_candle(folder, args.warmup, args.repeats, train_step, args.threads)
+        before = time_candle(folder, args.warmup, args.repeats, train_step, args.threads, candle_ops=True)
         theirs = time_torch(module, inputs, args.warmup, args.repeats, train_step)
         ours = candle['latencies_ms']
         diff = float(np.max(np.abs(np.array(candle['output']) - reference)) / max(np.max(np.abs(reference)), 1e-12))
@@ -179,6 +185,7 @@ def main():
             'input': 'x'.join(map(str, candle['input_shapes'][0])),
             'gflop': flops / 1e9,
             'candle_ms_min': min(ours), 'candle_ms_median': statistics.median(ours),
+            'candle_ops_ms_median': statistics.median(before['latencies_ms']),
             'torch_ms_min': min(theirs), 'torch_ms_median': statistics.median(theirs),
             'ratio_median': statistics.median(ours) / statistics.median(theirs),
             'candle_gflops': flops / 1e9 / (min(ours) / 1000),
@@ -187,7 +194,8 @@ def main():
             'max_relative_output_difference': diff,
         }
         rows.append(row)
-        print(f"{model:20} {row['what']:13} candle {row['candle_ms_median']:8.2f} ms  torch "
+        print(f"{model:20} {row['what']:13} candle {row['candle_ms_median']:8.2f} ms "
+              f"(Candle's ops {row['candle_ops_ms_median']:8.2f} ms)  torch "
               f"{row['torch_ms_median']:8.2f} ms  ratio {row['ratio_median']:.2f}  "
               f"{row['candle_gflops']:.1f} vs {row['torch_gflops']:.1f} GFLOP/s", flush=True)
     torch_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -202,17 +210,20 @@ def main():
              f'{args.warmup} warm-up; PyTorch {torch.__version__} eager; ratio = Candle / PyTorch '
              f'(below 1: Candle faster). f32 peak: {how}.', '',
              '| network | run | input | GFLOP | Candle ms | PyTorch ms | ratio | Candle GFLOP/s (% peak) '
-             '| PyTorch GFLOP/s | Candle peak RSS MB | max rel. diff |',
-             '|---|---|---|---|---|---|---|---|---|---|---|']
+             '| PyTorch GFLOP/s | Candle peak RSS MB | max rel. diff | before: Candle\'s ops ms (ratio) |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         table.append(f"| {r['network']} | {r['what']} | {r['input']} | {r['gflop']:.3f} | "
                      f"{r['candle_ms_median']:.2f} | {r['torch_ms_median']:.2f} | {r['ratio_median']:.2f} | "
                      f"{r['candle_gflops']:.1f} ({100 * r['candle_gflops'] / peak:.0f} %) | "
                      f"{r['torch_gflops']:.1f} | {r['candle_peak_rss_mb']:.0f} | "
-                     f"{r['max_relative_output_difference']:.1e} |")
+                     f"{r['max_relative_output_difference']:.1e} | {r['candle_ops_ms_median']:.2f} "
+                     f"({r['candle_ops_ms_median'] / r['torch_ms_median']:.2f}) |")
     table.append('')
     table.append(f'PyTorch process peak RSS (all networks): {torch_rss:.0f} MB. Training-step GFLOP counts '
-                 f'the forward pass three times (forward + backward).')
+                 f'the forward pass three times (forward + backward). "Candle ms" uses perception_kernels\' '
+                 f'CPU convolutions; the last column is the same binary with PERCEPTION_KERNELS=candle '
+                 f'(Candle 0.11\'s own conv2d and conv_transpose2d), measured in the same run.')
     (out / f'{date}.md').write_text('\n'.join(table) + '\n')
     print('\n'.join(table))
     print(f'written: {out / date}.json, .md')

@@ -7,6 +7,8 @@ cd "$ROOT"
 . scripts/env.sh
 echo "== cargo test (default features: ros)"
 cargo test
+echo "== cargo test -p perception_kernels (the CPU convolution kernels against Candle's ops)"
+cargo test -p perception_kernels
 echo "== cargo test --no-default-features (library and perception_train without ROS)"
 cargo test --no-default-features --lib --bin perception_train
 echo "== perception_train summary (no ROS)"

@@ -108,11 +108,11 @@ impl LeNet5 {
     /// (B, in_channels, S, S) -> logits (B, num_classes)
     pub fn forward_traced(&self, x: &Tensor, _train: bool, trace: &mut Trace) -> Result<Tensor> {
         let act = |x: &Tensor| self.activation.forward(x);
-        let x = act(&self.conv1.forward(x)?)?;
+        let x = act(&crate::nn::conv2d(&self.conv1, x)?)?;
         trace.record("conv1", &x);
         let x = self.pool(&x)?;
         trace.record("pool1", &x);
-        let x = act(&self.conv2.forward(&x)?)?;
+        let x = act(&crate::nn::conv2d(&self.conv2, &x)?)?;
         trace.record("conv2", &x);
         let x = self.pool(&x)?.flatten_from(1)?;
         trace.record("pool2", &x);

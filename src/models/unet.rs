@@ -1,11 +1,11 @@
 use candle_core::{Result, Tensor};
 use candle_nn::{
-    conv2d, conv_transpose2d, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Module,
+    conv2d, conv_transpose2d, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig,
     VarBuilder,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::nn::{max_pool2x2, DoubleConv, Trace};
+use crate::nn::{self, max_pool2x2, DoubleConv, Trace};
 
 /// U-Net (Ronneberger et al. 2015) as the course teaches it: per level two 3x3 conv (+ batch
 /// norm) + ReLU, filters doubling on the way down, 2x2 max-pool, 2x2 stride-2 transposed conv
@@ -242,14 +242,14 @@ impl UNet {
         trace.record("bottleneck", &x);
         let levels = self.ups.iter().zip(&self.decs).zip(skips.iter().rev());
         for (i, ((up, dec), skip)) in levels.enumerate() {
-            x = up.forward(&x)?;
+            x = nn::conv_transpose2d(up, &x)?;
             trace.record(format!("ups.{i}"), &x);
             let skip = center_crop(skip, x.dim(2)?, x.dim(3)?)?;
             x = Tensor::cat(&[&skip, &x], 1)?;
             x = dec.forward_t(&x, train)?;
             trace.record(format!("decs.{i}"), &x);
         }
-        let x = self.head.forward(&x)?;
+        let x = nn::conv2d(&self.head, &x)?;
         trace.record("head", &x);
         Ok(x)
     }

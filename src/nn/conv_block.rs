@@ -4,6 +4,7 @@ use candle_nn::{
     VarBuilder,
 };
 
+use super::conv::{conv2d_bias_relu, fold_batch_norm};
 use super::Activation;
 
 /// Geometry of a square-kernel convolution.
@@ -105,47 +106,36 @@ impl ConvBnAct {
     /// # Shapes
     /// (B, in_channels, H, W) -> (B, out_channels, H', W'), H' from [`ConvSpec::output_len`]
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let x = conv2d_exact_grad(&self.conv, x)?;
+        let cfg = self.conv.config();
+        // A ReLU straight after the convolution runs inside it (one pass over the output).
+        let relu = self.activation == Some(Activation::Relu);
         let x = match &self.bn {
-            Some(bn) => bn.forward_t(&x, train)?,
-            None => x,
+            // Batch statistics: the convolution, then the batch norm on its output.
+            Some(bn) if train => {
+                let y = conv2d_bias_relu(x, self.conv.weight(), self.conv.bias(), cfg, false)?;
+                let y = bn.forward_t(&y, true)?;
+                return self.activate(y);
+            }
+            // Running statistics: the batch norm is an affine map per channel, folded into
+            // the convolution's weight and bias.
+            Some(bn) => {
+                let (weight, bias) = fold_batch_norm(&self.conv, bn)?;
+                conv2d_bias_relu(x, &weight, Some(&bias), cfg, relu)?
+            }
+            None => conv2d_bias_relu(x, self.conv.weight(), self.conv.bias(), cfg, relu)?,
         };
+        if relu {
+            Ok(x)
+        } else {
+            self.activate(x)
+        }
+    }
+
+    fn activate(&self, x: Tensor) -> Result<Tensor> {
         match &self.activation {
             Some(activation) => activation.forward(&x),
             None => Ok(x),
         }
-    }
-}
-
-/// `conv` applied to `x`, with a correctly shaped input gradient for every stride.
-///
-/// candle 0.11's conv2d backward derives the output padding of its transposed convolution
-/// from the height alone, so a strided convolution whose height and width leave different
-/// remainders `(n + 2p - k) mod s` gets an input gradient of the wrong width (found by the
-/// PyTorch golden tests). Such inputs are padded here and trimmed to exactly the rows and
-/// columns the kernel reads; the trimmed ones get zero gradient, as they should.
-pub fn conv2d_exact_grad(conv: &Conv2d, x: &Tensor) -> Result<Tensor> {
-    let cfg = conv.config();
-    let (_, _, h, w) = x.dims4()?;
-    let (_, _, kh, kw) = conv.weight().dims4()?;
-    let reach = |n: usize, k: usize| (n + 2 * cfg.padding).checked_sub(cfg.dilation * (k - 1) + 1);
-    let (Some(span_h), Some(span_w)) = (reach(h, kh), reach(w, kw)) else {
-        // Kernel larger than the input: let candle report it.
-        return x.apply(conv);
-    };
-    let (rem_h, rem_w) = (span_h % cfg.stride, span_w % cfg.stride);
-    if rem_h == rem_w {
-        return x.apply(conv);
-    }
-    let p = cfg.padding;
-    let padded = x.pad_with_zeros(2, p, p)?.pad_with_zeros(3, p, p)?;
-    let trimmed = padded
-        .narrow(2, 0, h + 2 * p - rem_h)?
-        .narrow(3, 0, w + 2 * p - rem_w)?;
-    let y = trimmed.conv2d(conv.weight(), 0, cfg.stride, cfg.dilation, cfg.groups)?;
-    match conv.bias() {
-        Some(bias) => y.broadcast_add(&bias.reshape((1, (), 1, 1))?),
-        None => Ok(y),
     }
 }
 

@@ -2,6 +2,7 @@
 //! PyTorch attribute names, so a PyTorch `state_dict()` saved as safetensors loads as is.
 
 mod activation;
+mod conv;
 mod conv_block;
 mod dropout;
 mod inception;
@@ -12,7 +13,8 @@ mod residual;
 mod trace;
 
 pub use activation::{Activation, LEAKY_RELU_SLOPE};
-pub use conv_block::{conv2d_exact_grad, ConvBnAct, ConvSpec, DoubleConv};
+pub use conv::{conv2d, conv2d_bias_relu, conv_transpose2d, cpu_kernels_enabled, fold_batch_norm};
+pub use conv_block::{ConvBnAct, ConvSpec, DoubleConv};
 pub use dropout::Dropout;
 pub use inception::{Inception, InceptionSpec};
 pub use init::{initialize, Init};

@@ -209,12 +209,14 @@ pub fn run() -> Result<(), NodeError> {
         params,
         stats: Mutex::new(NodeStats::new()),
         queue: FrameQueue::new(config.mode),
-        pairer: Mutex::new(StampPairer::new(
-            config.sync_slop.as_nanos() as i64,
-            config.depth_timeout.as_nanos() as i64,
-            MAX_PENDING_IMAGES,
-        )
-        .wait_for_first_depth()),
+        pairer: Mutex::new(
+            StampPairer::new(
+                config.sync_slop.as_nanos() as i64,
+                config.depth_timeout.as_nanos() as i64,
+                MAX_PENDING_IMAGES,
+            )
+            .wait_for_first_depth(),
+        ),
         camera: Mutex::new(None),
         throttle: Mutex::new(LogThrottle::new(config.log_throttle)),
         running: AtomicBool::new(true),
