@@ -7,10 +7,19 @@
 //! bias and ReLU are applied while a tile is still in cache. The input gradient is the
 //! transposed GEMM followed by col2im, the weight gradient a GEMM against the same columns.
 //!
+//! The up-convolution of a U-Net (a transposed convolution with kernel = stride) is one GEMM
+//! and a scatter; 2x2 max pooling is one pass with an exact first-maximum gradient.
+//!
 //! Layout: NCHW f32, weights (C_out, C_in, kH, kW), any kernel size, stride and zero padding;
 //! no dilation, no groups (the callers fall back to Candle's ops for those and for other
 //! devices).
 
 mod conv2d;
+mod max_pool;
+#[cfg(test)]
+mod test_values;
+mod up_conv;
 
 pub use conv2d::{conv2d, Conv2dParams};
+pub use max_pool::max_pool2x2;
+pub use up_conv::up_conv2d;

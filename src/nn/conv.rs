@@ -118,8 +118,8 @@ pub fn fold_batch_norm(conv: &Conv2d, bn: &BatchNorm) -> Result<(Tensor, Tensor)
 /// `up`'s transposed convolution, as `up.forward(x)`. When the kernel equals the stride with
 /// no padding (the U-Net's 2x2 stride-2 up-convolution), the output windows do not overlap and
 /// the whole layer is one GEMM, `(C_out kH kW, C_in) x (C_in, H W)`, followed by a reshuffle
-/// of its rows into the windows; it runs on any device and is differentiable through Candle's
-/// own matmul. Other geometries use Candle's op.
+/// of its rows into the windows: perception_kernels' op on the CPU, Candle's matmul and
+/// permute elsewhere (differentiable either way). Other geometries use Candle's op.
 pub fn conv_transpose2d(up: &ConvTranspose2d, x: &Tensor) -> Result<Tensor> {
     let cfg = up.config();
     let weight = up.weight();
@@ -131,6 +131,17 @@ pub fn conv_transpose2d(up: &ConvTranspose2d, x: &Tensor) -> Result<Tensor> {
         && cfg.dilation == 1;
     if !(windows_tile && cpu_kernels_enabled()) {
         return up.forward(x);
+    }
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        let zeros;
+        let bias = match up.bias() {
+            Some(bias) => bias,
+            None => {
+                zeros = Tensor::zeros(c_out, DType::F32, x.device())?;
+                &zeros
+            }
+        };
+        return perception_kernels::up_conv2d(x, weight, bias);
     }
     let (b, _, h, w) = x.dims4()?;
     let rows = weight.reshape((c_in, c_out * kh * kw))?.t()?;

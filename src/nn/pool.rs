@@ -56,11 +56,15 @@ pub fn avg_pool2d(x: &Tensor, spec: PoolSpec) -> Result<Tensor> {
 
 /// 2x2 max pooling with stride 2 (odd trailing rows/columns dropped, as PyTorch floors).
 ///
-/// Written as reshape + max, which has exact gradients and the built-in's speed.
+/// On the CPU one pass of perception_kernels, elsewhere reshape + max; both have exact
+/// gradients (Candle's own max_pool2d backward is wrong).
 ///
 /// # Shapes
 /// (B, C, H, W) -> (B, C, H/2, W/2)
 pub fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && super::cpu_kernels_enabled() {
+        return perception_kernels::max_pool2x2(x);
+    }
     let (b, c, h, w) = x.dims4()?;
     let (h2, w2) = (h / 2, w / 2);
     let x = if h % 2 == 1 || w % 2 == 1 {

@@ -1,3 +1,5 @@
+use std::time::Instant;
+
 use candle_core::Tensor;
 
 /// Records each layer's output shape during a forward pass, for `perception_train summary`.
@@ -9,6 +11,9 @@ pub struct Trace {
     scope: Vec<String>,
     /// A layer whose output to keep (with its graph: filter visualisation differentiates it).
     capture: Option<(String, Option<Tensor>)>,
+    /// Wall time of each layer: since the previous record (CPU ops run synchronously, so this
+    /// is the layer's own time there; on CUDA it is launch time only).
+    timing: Option<(Instant, Vec<(String, f64)>)>,
 }
 
 /// One layer: its display name, the module paths whose parameters it owns, its output shape.
@@ -27,8 +32,7 @@ impl Trace {
     pub fn on() -> Self {
         Self {
             rows: Some(Vec::new()),
-            scope: Vec::new(),
-            capture: None,
+            ..Self::default()
         }
     }
 
@@ -39,7 +43,21 @@ impl Trace {
             rows: None,
             scope: Vec::new(),
             capture: Some((layer.to_string(), None)),
+            timing: None,
         }
+    }
+
+    /// Records each layer's wall time, from now on (for `perception_train bench --layers`).
+    pub fn timed() -> Self {
+        Self {
+            timing: Some((Instant::now(), Vec::new())),
+            ..Self::default()
+        }
+    }
+
+    /// (layer, milliseconds) in execution order; empty unless [`Trace::timed`].
+    pub fn layer_times_ms(&self) -> &[(String, f64)] {
+        self.timing.as_ref().map_or(&[], |(_, rows)| rows)
     }
 
     /// The captured layer's output of the last forward pass, if that layer ran.
@@ -74,6 +92,14 @@ impl Trace {
     /// Like [`Trace::record`] for a layer made of several modules (a convolution and the
     /// batch norm beside it).
     pub fn record_modules(&mut self, name: &str, modules: &[String], x: &Tensor) {
+        if self.timing.is_some() {
+            let scoped = self.scoped(name);
+            if let Some((last, rows)) = &mut self.timing {
+                let now = Instant::now();
+                rows.push((scoped, (now - *last).as_secs_f64() * 1000.0));
+                *last = now;
+            }
+        }
         if self.capture.is_some() {
             let scoped = self.scoped(name);
             if let Some((layer, slot)) = &mut self.capture {

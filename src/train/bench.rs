@@ -13,6 +13,7 @@ use candle_core::{DType, Device, Result, Tensor};
 
 use crate::models::{Architecture, LoadedModel};
 use crate::nn::loss::{cross_entropy, mse};
+use crate::nn::Trace;
 
 /// What one bench run measured.
 #[derive(Debug, serde::Serialize)]
@@ -27,6 +28,9 @@ pub struct BenchReport {
     pub output: Vec<f32>,
     /// Peak resident memory of this process, megabytes (VmHWM).
     pub peak_rss_mb: f64,
+    /// Inference only: each layer's median wall time over `repeats` more runs, in execution
+    /// order (the layer names of `perception_train summary`, PyTorch's module paths).
+    pub layers_ms: Vec<(String, f64)>,
 }
 
 /// The deterministic bench inputs of `loaded` at batch `batch`.
@@ -88,6 +92,11 @@ pub fn bench_model(
         run()?;
         latencies_ms.push(started.elapsed().as_secs_f64() * 1000.0);
     }
+    let layers_ms = if train_step {
+        Vec::new()
+    } else {
+        layer_medians(loaded, &inputs, repeats)?
+    };
     Ok(BenchReport {
         model: loaded.config.name.clone(),
         input_shapes: inputs.iter().map(|t| t.dims().to_vec()).collect(),
@@ -96,7 +105,37 @@ pub fn bench_model(
         latencies_ms,
         output: output.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?,
         peak_rss_mb: peak_rss_mb(),
+        layers_ms,
     })
+}
+
+/// Median wall time of each traced layer over `repeats` inference runs.
+fn layer_medians(
+    loaded: &LoadedModel,
+    inputs: &[Tensor],
+    repeats: usize,
+) -> Result<Vec<(String, f64)>> {
+    let mut runs: Vec<Vec<(String, f64)>> = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        let mut trace = Trace::timed();
+        loaded.network.forward_traced(inputs, false, &mut trace)?;
+        runs.push(trace.layer_times_ms().to_vec());
+    }
+    let Some(first) = runs.first() else {
+        return Ok(Vec::new());
+    };
+    Ok(first
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| {
+            let mut times: Vec<f64> = runs
+                .iter()
+                .filter_map(|run| run.get(i).map(|r| r.1))
+                .collect();
+            times.sort_by(f64::total_cmp);
+            (name.clone(), times[times.len() / 2])
+        })
+        .collect())
 }
 
 /// The task's loss against fixed targets: class 1 everywhere for classifiers and segmenters,
