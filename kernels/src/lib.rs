@@ -21,5 +21,5 @@ mod test_values;
 mod up_conv;
 
 pub use conv2d::{conv2d, Conv2dParams};
-pub use max_pool::max_pool2x2;
+pub use max_pool::{max_pool2d, max_pool2x2};
 pub use up_conv::up_conv2d;

@@ -1,7 +1,7 @@
-//! 2x2 max pooling with stride 2, one pass per plane, and its exact gradient: the whole
-//! window's gradient goes to its first maximum (row-major), as PyTorch's does. (Candle
-//! 0.11's own max_pool2d backward is wrong, and reshape + max, the previous workaround,
-//! makes two strided reduction passes.)
+//! Max pooling (any square kernel, stride and padding; padding never wins), one pass per
+//! plane, and its exact gradient: the whole window's gradient goes to its first maximum
+//! (row-major), as PyTorch's does. (Candle 0.11's own max_pool2d backward is wrong, and the
+//! previous workarounds, reshape + max or a maximum over shifted views, make several passes.)
 
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -11,53 +11,102 @@ use crate::conv2d::f32_slice;
 /// # Shapes
 /// (N, C, H, W) -> (N, C, H / 2, W / 2); an odd last row or column is dropped, as PyTorch floors.
 pub fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
+    max_pool2d(x, 2, 2, 0)
+}
+
+/// # Shapes
+/// (N, C, H, W) -> (N, C, H', W') with `H' = (H + 2 padding - kernel) / stride + 1`
+pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
     if !x.device().is_cpu() || x.dtype() != DType::F32 {
-        bail!("perception_kernels::max_pool2x2 takes f32 on the CPU");
+        bail!("perception_kernels::max_pool2d takes f32 on the CPU");
     }
-    x.contiguous()?.apply_op1(MaxPool)
+    if kernel == 0 || stride == 0 || 2 * padding > kernel {
+        bail!("max_pool2d needs kernel >= 1, stride >= 1 and padding <= kernel / 2, got {kernel}, {stride}, {padding}");
+    }
+    x.contiguous()?.apply_op1(MaxPool {
+        kernel,
+        stride,
+        padding,
+    })
 }
 
-struct MaxPool;
-
-fn planes(dims: &[usize]) -> Result<(usize, usize, usize)> {
-    let &[n, c, h, w] = dims else {
-        bail!("max_pool2x2 wants a 4-D input, got {dims:?}");
-    };
-    if h < 2 || w < 2 {
-        bail!("max_pool2x2 needs an input of at least 2x2, got {h}x{w}");
-    }
-    Ok((n * c, h, w))
+#[derive(Clone, Copy)]
+struct MaxPool {
+    kernel: usize,
+    stride: usize,
+    padding: usize,
 }
 
-/// Index within the plane of the window's first maximum (NaN wins, as in PyTorch).
-#[inline]
-fn argmax(plane: &[f32], w: usize, oy: usize, ox: usize) -> usize {
-    let top = 2 * oy * w + 2 * ox;
-    let mut best = top;
-    for i in [top + 1, top + w, top + w + 1] {
-        if plane[i] > plane[best] || plane[i].is_nan() && !plane[best].is_nan() {
-            best = i;
+/// Planes, their size and the output size.
+struct Planes {
+    count: usize,
+    h: usize,
+    w: usize,
+    out_h: usize,
+    out_w: usize,
+}
+
+impl MaxPool {
+    fn planes(&self, dims: &[usize]) -> Result<Planes> {
+        let &[n, c, h, w] = dims else {
+            bail!("max_pool2d wants a 4-D input, got {dims:?}");
+        };
+        let out = |len: usize| {
+            (len + 2 * self.padding)
+                .checked_sub(self.kernel)
+                .map(|span| span / self.stride + 1)
+        };
+        let (Some(out_h), Some(out_w)) = (out(h), out(w)) else {
+            bail!(
+                "max_pool2d window {} (padding {}) larger than the {h}x{w} input",
+                self.kernel,
+                self.padding
+            );
+        };
+        Ok(Planes {
+            count: n * c,
+            h,
+            w,
+            out_h,
+            out_w,
+        })
+    }
+
+    /// Index within the plane of the window's first maximum (NaN wins, as in PyTorch).
+    #[inline]
+    fn argmax(&self, plane: &[f32], p: &Planes, oy: usize, ox: usize) -> usize {
+        let rows = (oy * self.stride).saturating_sub(self.padding)
+            ..(oy * self.stride + self.kernel - self.padding).min(p.h);
+        let cols = (ox * self.stride).saturating_sub(self.padding)
+            ..(ox * self.stride + self.kernel - self.padding).min(p.w);
+        let mut best = rows.start * p.w + cols.start;
+        for y in rows {
+            for i in y * p.w + cols.start..y * p.w + cols.end {
+                if plane[i] > plane[best] || plane[i].is_nan() && !plane[best].is_nan() {
+                    best = i;
+                }
+            }
         }
+        best
     }
-    best
 }
 
 impl CustomOp1 for MaxPool {
     fn name(&self) -> &'static str {
-        "perception-max-pool2x2"
+        "perception-max-pool2d"
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (count, h, w) = planes(layout.dims())?;
+        let p = self.planes(layout.dims())?;
         let x = f32_slice(storage, layout)?;
-        let (oh, ow) = (h / 2, w / 2);
-        let mut out = vec![0f32; count * oh * ow];
+        let (h, w, oh, ow) = (p.h, p.w, p.out_h, p.out_w);
+        let mut out = vec![0f32; p.count * oh * ow];
         out.par_chunks_mut(oh * ow)
             .zip(x.par_chunks(h * w))
             .for_each(|(dst, plane)| {
                 for oy in 0..oh {
                     for ox in 0..ow {
-                        dst[oy * ow + ox] = plane[argmax(plane, w, oy, ox)];
+                        dst[oy * ow + ox] = plane[self.argmax(plane, &p, oy, ox)];
                     }
                 }
             });
@@ -69,18 +118,18 @@ impl CustomOp1 for MaxPool {
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(
-            arg.apply_op2_no_bwd(&grad_res.contiguous()?, &MaxPoolGrad)?,
-        ))
+        let grad = grad_res.contiguous()?;
+        Ok(Some(arg.apply_op2_no_bwd(&grad, &MaxPoolGrad(*self))?))
     }
 }
 
-/// (x, dy) -> dx: each window's gradient onto its first maximum.
-struct MaxPoolGrad;
+/// (x, dy) -> dx: each window's gradient onto its first maximum (added up where windows
+/// overlap).
+struct MaxPoolGrad(MaxPool);
 
 impl CustomOp2 for MaxPoolGrad {
     fn name(&self) -> &'static str {
-        "perception-max-pool2x2-grad"
+        "perception-max-pool2d-grad"
     }
 
     fn cpu_fwd(
@@ -90,8 +139,8 @@ impl CustomOp2 for MaxPoolGrad {
         s_dy: &CpuStorage,
         l_dy: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (count, h, w) = planes(l_x.dims())?;
-        let (oh, ow) = (h / 2, w / 2);
+        let p = self.0.planes(l_x.dims())?;
+        let (count, h, w, oh, ow) = (p.count, p.h, p.w, p.out_h, p.out_w);
         if l_dy.dims().iter().product::<usize>() != count * oh * ow {
             bail!(
                 "max_pool2x2 gradient {:?} does not match the input {:?}",
@@ -106,7 +155,7 @@ impl CustomOp2 for MaxPoolGrad {
             .for_each(|(dst, (plane, grad))| {
                 for oy in 0..oh {
                     for ox in 0..ow {
-                        dst[argmax(plane, w, oy, ox)] = grad[oy * ow + ox];
+                        dst[self.0.argmax(plane, &p, oy, ox)] += grad[oy * ow + ox];
                     }
                 }
             });
@@ -153,6 +202,59 @@ mod tests {
                 .backward()
                 .unwrap();
             assert_eq!(max_relative(g1.get(&x).unwrap(), g2.get(&x).unwrap()), 0.0);
+        }
+    }
+
+    #[test]
+    fn overlapping_padded_windows_match_the_maximum_of_shifted_views() {
+        // ResNet's stem pool: 3x3, stride 2, padding 1, on odd and even sizes.
+        for (h, w) in [(9, 8), (6, 7)] {
+            let x = Var::from_tensor(&values(&[1, 2, h, w], 5)).unwrap();
+            let ours = max_pool2d(&x, 3, 2, 1).unwrap();
+            let padded = x
+                .pad_with_same(2, 1, 1)
+                .unwrap()
+                .pad_with_same(3, 1, 1)
+                .unwrap();
+            let (oh, ow) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
+            let mut theirs: Option<Tensor> = None;
+            for dy in 0..3 {
+                for dx in 0..3 {
+                    let rows: Vec<u32> = (0..oh).map(|i| (dy + 2 * i) as u32).collect();
+                    let cols: Vec<u32> = (0..ow).map(|i| (dx + 2 * i) as u32).collect();
+                    let view = padded
+                        .index_select(&Tensor::new(rows, &Device::Cpu).unwrap(), 2)
+                        .unwrap()
+                        .index_select(&Tensor::new(cols, &Device::Cpu).unwrap(), 3)
+                        .unwrap();
+                    theirs = Some(match theirs {
+                        Some(acc) => acc.maximum(&view).unwrap(),
+                        None => view,
+                    });
+                }
+            }
+            // Edge padding repeats border values, which never exceed the window's own maximum.
+            let theirs = theirs.unwrap();
+            assert_eq!(max_relative(&ours, &theirs), 0.0);
+            let probe = values(ours.dims(), 6);
+            let g1 = (&ours * &probe)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let dx: Vec<f32> = g1
+                .get(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let total: f32 = probe.sum_all().unwrap().to_scalar().unwrap();
+            assert!(
+                (dx.iter().sum::<f32>() - total).abs() < 1e-4,
+                "every window's gradient lands once"
+            );
         }
     }
 

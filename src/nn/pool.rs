@@ -27,15 +27,19 @@ impl PoolSpec {
 
 /// Max pooling with any kernel, stride and padding (padding never wins, as in PyTorch).
 ///
-/// Built from strided views and element-wise maxima, so its gradient is exact: candle 0.11's
-/// `max_pool2d` backward passes a quarter of the gradient to the maximum
-/// (notes/candle-facts.md). Ties share the gradient.
+/// On the CPU one pass of perception_kernels (the gradient to each window's first maximum, as
+/// PyTorch's); elsewhere built from strided views and element-wise maxima (ties share the
+/// gradient). Both gradients are exact: candle 0.11's `max_pool2d` backward passes a quarter
+/// of the gradient to the maximum (notes/candle-facts.md).
 ///
 /// # Shapes
 /// (B, C, H, W) -> (B, C, H', W'), H' from [`PoolSpec::output_len`]
 pub fn max_pool2d(x: &Tensor, spec: PoolSpec) -> Result<Tensor> {
     if spec.kernel == 2 && spec.stride == 2 && spec.padding == 0 {
         return max_pool2x2(x);
+    }
+    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && super::cpu_kernels_enabled() {
+        return perception_kernels::max_pool2d(x, spec.kernel, spec.stride, spec.padding);
     }
     let mut windows = windows(x, spec, f32::NEG_INFINITY)?.into_iter();
     let first = windows.next().expect("kernel >= 1");
