@@ -146,13 +146,13 @@ pub(crate) fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<
 
 /// A pointer that tiles writing disjoint parts of one buffer may share.
 #[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
+pub(crate) struct SharedMut(pub(crate) *mut f32);
 unsafe impl Send for SharedMut {}
 unsafe impl Sync for SharedMut {}
 
 impl SharedMut {
     /// Through a method, so closures capture the whole (Sync) wrapper, not the raw field.
-    fn at(&self, offset: usize) -> *mut f32 {
+    pub(crate) fn at(&self, offset: usize) -> *mut f32 {
         unsafe { self.0.add(offset) }
     }
 }

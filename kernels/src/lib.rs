@@ -14,12 +14,14 @@
 //! no dilation, no groups (the callers fall back to Candle's ops for those and for other
 //! devices).
 
+mod batch_norm;
 mod conv2d;
 mod max_pool;
 #[cfg(test)]
 mod test_values;
 mod up_conv;
 
+pub use batch_norm::{batch_norm_train, channel_moments};
 pub use conv2d::{conv2d, Conv2dParams};
 pub use max_pool::{max_pool2d, max_pool2x2};
 pub use up_conv::up_conv2d;

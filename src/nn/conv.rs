@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use candle_core::{DType, Module, Result, Tensor};
+use candle_core::{DType, Module, ModuleT, Result, Tensor, Var};
 use candle_nn::{BatchNorm, Conv2d, Conv2dConfig, ConvTranspose2d};
 use perception_kernels::Conv2dParams;
 
@@ -115,6 +115,45 @@ pub fn fold_batch_norm(conv: &Conv2d, bn: &BatchNorm) -> Result<(Tensor, Tensor)
     Ok((weight, bias))
 }
 
+/// `bn` in training mode on `x` (batch statistics, running statistics updated as Candle's
+/// BatchNorm::forward_train does: momentum-weighted, unbiased variance), then a ReLU if
+/// `relu`. Two passes of perception_kernels on the CPU, Candle's op elsewhere.
+pub fn batch_norm_train(x: &Tensor, bn: &BatchNorm, relu: bool) -> Result<Tensor> {
+    let kernels_apply =
+        x.device().is_cpu() && x.dtype() == DType::F32 && x.rank() == 4 && cpu_kernels_enabled();
+    if !kernels_apply {
+        let y = bn.forward_t(x, true)?;
+        return if relu { y.relu() } else { Ok(y) };
+    }
+    let channels = x.dim(1)?;
+    if bn.running_mean().dims() != [channels] {
+        candle_core::bail!(
+            "batch norm of {} channels applied to an input of {channels}",
+            bn.running_mean().elem_count()
+        );
+    }
+    let moments = perception_kernels::channel_moments(x)?;
+    let (mean, var) = (moments.get(0)?, moments.get(1)?);
+    let count = (x.elem_count() / channels) as f64;
+    let m = bn.momentum();
+    let running_mean = Var::from_tensor(bn.running_mean())?;
+    running_mean.set(&((bn.running_mean() * (1.0 - m))? + (mean * m)?)?)?;
+    let running_var = Var::from_tensor(bn.running_var())?;
+    let unbiased = (var * (m * count / (count - 1.0).max(1.0)))?;
+    running_var.set(&((bn.running_var() * (1.0 - m))? + unbiased)?)?;
+    let affine = match bn.weight_and_bias() {
+        Some((gamma, beta)) => Tensor::stack(&[gamma, beta], 0)?,
+        None => Tensor::stack(
+            &[
+                Tensor::ones(channels, DType::F32, x.device())?,
+                Tensor::zeros(channels, DType::F32, x.device())?,
+            ],
+            0,
+        )?,
+    };
+    perception_kernels::batch_norm_train(x, &affine, &moments, bn.eps(), relu)
+}
+
 /// `up`'s transposed convolution, as `up.forward(x)`. When the kernel equals the stride with
 /// no padding (the U-Net's 2x2 stride-2 up-convolution), the output windows do not overlap and
 /// the whole layer is one GEMM, `(C_out kH kW, C_in) x (C_in, H W)`, followed by a reshuffle
@@ -160,7 +199,7 @@ pub fn conv_transpose2d(up: &ConvTranspose2d, x: &Tensor) -> Result<Tensor> {
 mod tests {
     use super::*;
     use candle_core::{Device, Var};
-    use candle_nn::{BatchNormConfig, ConvTranspose2dConfig, ModuleT, VarBuilder, VarMap};
+    use candle_nn::{BatchNormConfig, ConvTranspose2dConfig, VarBuilder, VarMap};
 
     fn ramp(shape: &[usize], scale: f64) -> Tensor {
         let count: usize = shape.iter().product();
@@ -219,6 +258,53 @@ mod tests {
                 assert!(max_abs_diff(a, b) < 1e-4, "{c_in}->{c_out} k{k}");
             }
         }
+    }
+
+    #[test]
+    fn training_batch_norm_equals_candles_output_gradients_and_running_statistics() {
+        let make = || {
+            let varmap = VarMap::new();
+            let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+            let bn = candle_nn::batch_norm(5, BatchNormConfig::default(), vb).unwrap();
+            (varmap, bn)
+        };
+        let (ours_map, ours_bn) = make();
+        let (theirs_map, theirs_bn) = make();
+        let x = Var::from_tensor(&(ramp(&[2, 5, 6, 7], 2.0) + 0.3).unwrap()).unwrap();
+        let probe = ramp(&[2, 5, 6, 7], 0.7);
+        let ours = batch_norm_train(&x, &ours_bn, true).unwrap();
+        let theirs = ours_bn_reference(&theirs_bn, &x);
+        assert!(max_abs_diff(&ours, &theirs) < 1e-5);
+        let g1 = (&ours * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g2 = (&theirs * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        assert!(max_abs_diff(g1.get(&x).unwrap(), g2.get(&x).unwrap()) < 1e-4);
+        let data = |map: &VarMap| {
+            let data = map.data().lock().unwrap();
+            let mut named: Vec<(String, Var)> =
+                data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            named.sort_by(|a, b| a.0.cmp(&b.0));
+            named
+        };
+        for ((name, a), (_, b)) in data(&ours_map).iter().zip(&data(&theirs_map)) {
+            assert!(max_abs_diff(a, b) < 1e-6, "{name} after one step");
+            if let (Some(ga), Some(gb)) = (g1.get(a), g2.get(b)) {
+                assert!(max_abs_diff(ga, gb) < 1e-4, "gradient of {name}");
+            }
+        }
+    }
+
+    fn ours_bn_reference(bn: &BatchNorm, x: &Tensor) -> Tensor {
+        bn.forward_t(x, true).unwrap().relu().unwrap()
     }
 
     #[test]

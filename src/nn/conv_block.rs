@@ -4,7 +4,7 @@ use candle_nn::{
     VarBuilder,
 };
 
-use super::conv::{conv2d_bias_relu, fold_batch_norm};
+use super::conv::{batch_norm_train, conv2d_bias_relu, fold_batch_norm};
 use super::Activation;
 
 /// Geometry of a square-kernel convolution.
@@ -110,11 +110,10 @@ impl ConvBnAct {
         // A ReLU straight after the convolution runs inside it (one pass over the output).
         let relu = self.activation == Some(Activation::Relu);
         let x = match &self.bn {
-            // Batch statistics: the convolution, then the batch norm on its output.
+            // Batch statistics: the convolution, then the batch norm (and ReLU) on its output.
             Some(bn) if train => {
                 let y = conv2d_bias_relu(x, self.conv.weight(), self.conv.bias(), cfg, false)?;
-                let y = bn.forward_t(&y, true)?;
-                return self.activate(y);
+                batch_norm_train(&y, bn, relu)?
             }
             // Running statistics: the batch norm is an affine map per channel, folded into
             // the convolution's weight and bias.
