@@ -10,7 +10,7 @@
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::conv2d::{f32_slice, SharedMut};
+use crate::conv2d::{buffer_to_overwrite, f32_slice, SharedMut};
 
 /// Per-channel mean and biased variance of an (N, C, H, W) tensor, as a (2, C) tensor
 /// (no gradient: the statistics' dependence on x is in [`batch_norm_train`]'s backward).
@@ -75,6 +75,36 @@ fn channel<'a>(
     c: usize,
 ) -> impl Iterator<Item = &'a [f32]> {
     (0..n).map(move |i| &x[(i * c_count + c) * plane..][..plane])
+}
+
+/// Per-channel sum of an (N, C, H, W) tensor, (C), without a gradient: a conv's bias
+/// gradient. (Candle's sum over dims (0, 2, 3) computes an index per element.)
+pub fn channel_sums(x: &Tensor) -> Result<Tensor> {
+    check(x, "channel_sums")?;
+    x.contiguous()?.detach().apply_op1_no_bwd(&Sums)
+}
+
+struct Sums;
+
+impl CustomOp1 for Sums {
+    fn name(&self) -> &'static str {
+        "perception-channel-sums"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c_count, plane) = nchw(layout)?;
+        let x = f32_slice(storage, layout)?;
+        let sums: Vec<f32> = (0..c_count)
+            .into_par_iter()
+            .map(|c| {
+                let sum: f64 = channel(x, n, c_count, plane, c)
+                    .map(|values| values.iter().sum::<f32>() as f64)
+                    .sum();
+                sum as f32
+            })
+            .collect();
+        Ok((CpuStorage::F32(sums), Shape::from(c_count)))
+    }
 }
 
 struct Moments;
@@ -165,7 +195,7 @@ impl CustomOp3 for BatchNormTrain {
         let (_, c_count, plane) = nchw(l_x)?;
         let x = f32_slice(s_x, l_x)?;
         let maps = ChannelMap::all(f32_slice(s_a, l_a)?, f32_slice(s_m, l_m)?, self.eps);
-        let mut out = vec![0f32; x.len()];
+        let mut out = buffer_to_overwrite(x.len());
         out.par_chunks_mut(plane)
             .zip(x.par_chunks(plane))
             .enumerate()
@@ -372,6 +402,14 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn channel_sums_equal_candles_sum_over_batch_and_plane() {
+        let x = values(&[2, 5, 3, 4], 7);
+        let ours = channel_sums(&x).unwrap();
+        let theirs = x.sum((0, 2, 3)).unwrap();
+        assert!(max_relative(&ours, &theirs) < 1e-6);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
+
+use crate::batch_norm::channel_sums;
 use rayon::prelude::*;
 
 /// Stride and zero padding of a convolution, the same along both axes.
@@ -281,6 +283,17 @@ pub(crate) unsafe fn matmul(
     )
 }
 
+/// A buffer of `len` floats that its caller overwrites entirely before anything reads it
+/// (Candle's CPU backend allocates its outputs the same way): skips zero-filling megabytes
+/// per layer, which measured 5 % of a U-Net training step.
+pub(crate) fn buffer_to_overwrite(len: usize) -> Vec<f32> {
+    let mut buffer = Vec::with_capacity(len);
+    // SAFETY: f32 has no invalid bit patterns, and every caller writes all `len` values
+    // (a full GEMM output with read_dst = false, or an explicit store per element) first.
+    unsafe { buffer.set_len(len) };
+    buffer
+}
+
 /// GEMM parallelism for one call: the tiles already spread over the threads when there are
 /// enough of them; otherwise the GEMM itself does.
 fn inner_parallelism(tiles: usize) -> Parallelism {
@@ -326,7 +339,8 @@ impl CustomOp3 for Conv2dOp {
             );
         }
         let (k, p) = (g.k(), g.p());
-        let mut out = vec![0f32; g.batch * g.c_out * p];
+        // Every column tile's GEMM writes all its rows.
+        let mut out = buffer_to_overwrite(g.batch * g.c_out * p);
         let tiles = g.tiles();
         let parallelism = inner_parallelism(tiles.len());
         let out_ptr = SharedMut(out.as_mut_ptr());
@@ -374,7 +388,7 @@ impl CustomOp3 for Conv2dOp {
         &self,
         x: &Tensor,
         w: &Tensor,
-        _b: &Tensor,
+        b: &Tensor,
         res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -386,7 +400,8 @@ impl CustomOp3 for Conv2dOp {
             grad_res.clone()
         }
         .contiguous()?;
-        let grad_b = grad.sum((0, 2, 3))?;
+        // A constant bias (zeros standing in for none) needs no gradient.
+        let grad_b = b.track_op().then(|| channel_sums(&grad)).transpose()?;
         let (_, _, height, width) = x.dims4()?;
         let grad_x = grad.apply_op2_no_bwd(
             w,
@@ -403,7 +418,7 @@ impl CustomOp3 for Conv2dOp {
                 kernel: w.dims4()?,
             },
         )?;
-        Ok((Some(grad_x), Some(grad_w), Some(grad_b)))
+        Ok((Some(grad_x), Some(grad_w), grad_b))
     }
 }
 

@@ -6,7 +6,7 @@
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::conv2d::f32_slice;
+use crate::conv2d::{buffer_to_overwrite, f32_slice};
 
 /// # Shapes
 /// (N, C, H, W) -> (N, C, H / 2, W / 2); an odd last row or column is dropped, as PyTorch floors.
@@ -100,7 +100,7 @@ impl CustomOp1 for MaxPool {
         let p = self.planes(layout.dims())?;
         let x = f32_slice(storage, layout)?;
         let (h, w, oh, ow) = (p.h, p.w, p.out_h, p.out_w);
-        let mut out = vec![0f32; p.count * oh * ow];
+        let mut out = buffer_to_overwrite(p.count * oh * ow);
         out.par_chunks_mut(oh * ow)
             .zip(x.par_chunks(h * w))
             .for_each(|(dst, plane)| {

@@ -7,7 +7,8 @@ use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result,
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use crate::conv2d::{f32_slice, matmul};
+use crate::batch_norm::channel_sums;
+use crate::conv2d::{buffer_to_overwrite, f32_slice, matmul};
 
 /// `conv_transpose2d(x, weight, stride = k) + bias` on the CPU, differentiable in all three.
 ///
@@ -107,7 +108,7 @@ fn scatter(rows: &[f32], g: &Geometry, bias: &[f32], out: &mut [f32]) {
 
 /// The inverse reshuffle: one image's output gradient as GEMM rows (C_out k k, H W).
 fn gather(dy: &[f32], g: &Geometry) -> Vec<f32> {
-    let mut rows = vec![0f32; g.rows() * g.hw()];
+    let mut rows = buffer_to_overwrite(g.rows() * g.hw());
     rows.par_chunks_mut(g.hw())
         .enumerate()
         .for_each(|(r, row)| {
@@ -154,8 +155,9 @@ impl CustomOp3 for UpConv {
             );
         }
         let image_out = g.c_out * g.out_plane();
-        let mut out = vec![0f32; g.batch * image_out];
-        let mut rows = vec![0f32; g.rows() * g.hw()];
+        // The GEMM writes every row; the scatter every output element.
+        let mut out = buffer_to_overwrite(g.batch * image_out);
+        let mut rows = buffer_to_overwrite(g.rows() * g.hw());
         for (n, out_image) in out.chunks_exact_mut(image_out).enumerate() {
             let x_image = &x[n * g.c_in * g.hw()..(n + 1) * g.c_in * g.hw()];
             // rows (C_out k k, HW) = w^T (C_out k k, C_in) x x (C_in, HW).
@@ -180,12 +182,12 @@ impl CustomOp3 for UpConv {
         &self,
         x: &Tensor,
         w: &Tensor,
-        _b: &Tensor,
+        b: &Tensor,
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad_res.contiguous()?;
-        let grad_b = grad.sum((0, 2, 3))?;
+        let grad_b = b.track_op().then(|| channel_sums(&grad)).transpose()?;
         let grad_x = grad.apply_op2_no_bwd(w, &UpConvInputGrad)?;
         let grad_w = x.apply_op2_no_bwd(
             &grad,
@@ -193,7 +195,7 @@ impl CustomOp3 for UpConv {
                 weight: w.dims().to_vec(),
             },
         )?;
-        Ok((Some(grad_x), Some(grad_w), Some(grad_b)))
+        Ok((Some(grad_x), Some(grad_w), grad_b))
     }
 }
 
@@ -223,7 +225,7 @@ impl CustomOp2 for UpConvInputGrad {
             bail!("up_conv2d output gradient {dy_dims:?} does not match the forward's output");
         }
         let (dy, w) = (f32_slice(s_dy, l_dy)?, f32_slice(s_w, l_w)?);
-        let mut dx = vec![0f32; batch * g.c_in * g.hw()];
+        let mut dx = buffer_to_overwrite(batch * g.c_in * g.hw());
         for (n, dx_image) in dx.chunks_exact_mut(g.c_in * g.hw()).enumerate() {
             let rows = gather(&dy[n * g.c_out * g.out_plane()..], &g);
             unsafe {

@@ -1,4 +1,4 @@
-use candle_core::{ModuleT, Result, Tensor};
+use candle_core::{Result, Tensor};
 use candle_nn::{
     batch_norm, conv2d, conv2d_no_bias, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig,
     VarBuilder,

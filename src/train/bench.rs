@@ -28,9 +28,13 @@ pub struct BenchReport {
     pub output: Vec<f32>,
     /// Peak resident memory of this process, megabytes (VmHWM).
     pub peak_rss_mb: f64,
-    /// Inference only: each layer's median wall time over `repeats` more runs, in execution
-    /// order (the layer names of `perception_train summary`, PyTorch's module paths).
+    /// Each layer's median forward wall time over `repeats` more runs (in train mode for a
+    /// training step), in execution order (the layer names of `perception_train summary`,
+    /// PyTorch's module paths); on the CPU, where ops run synchronously.
     pub layers_ms: Vec<(String, f64)>,
+    /// Training step only: median wall time of the loss and backward pass after the traced
+    /// forward passes.
+    pub backward_ms: Option<f64>,
 }
 
 /// The deterministic bench inputs of `loaded` at batch `batch`.
@@ -92,11 +96,7 @@ pub fn bench_model(
         run()?;
         latencies_ms.push(started.elapsed().as_secs_f64() * 1000.0);
     }
-    let layers_ms = if train_step {
-        Vec::new()
-    } else {
-        layer_medians(loaded, &inputs, repeats)?
-    };
+    let (layers_ms, backward_ms) = layer_medians(loaded, &inputs, repeats, train_step)?;
     Ok(BenchReport {
         model: loaded.config.name.clone(),
         input_shapes: inputs.iter().map(|t| t.dims().to_vec()).collect(),
@@ -106,36 +106,51 @@ pub fn bench_model(
         output: output.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?,
         peak_rss_mb: peak_rss_mb(),
         layers_ms,
+        backward_ms,
     })
 }
 
-/// Median wall time of each traced layer over `repeats` inference runs.
+/// Median wall time of each traced layer over `repeats` forward passes (train mode and
+/// followed by a timed loss + backward for a training step).
 fn layer_medians(
     loaded: &LoadedModel,
     inputs: &[Tensor],
     repeats: usize,
-) -> Result<Vec<(String, f64)>> {
+    train_step: bool,
+) -> Result<(Vec<(String, f64)>, Option<f64>)> {
     let mut runs: Vec<Vec<(String, f64)>> = Vec::with_capacity(repeats);
+    let mut backward_ms = Vec::with_capacity(repeats);
     for _ in 0..repeats {
         let mut trace = Trace::timed();
-        loaded.network.forward_traced(inputs, false, &mut trace)?;
+        let out = loaded
+            .network
+            .forward_traced(inputs, train_step, &mut trace)?;
         runs.push(trace.layer_times_ms().to_vec());
+        if train_step {
+            let started = Instant::now();
+            training_loss(&loaded.config.architecture, &out)?.backward()?;
+            backward_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
     }
-    let Some(first) = runs.first() else {
-        return Ok(Vec::new());
+    let median = |mut times: Vec<f64>| {
+        times.sort_by(f64::total_cmp);
+        times.get(times.len() / 2).copied()
     };
-    Ok(first
+    let Some(first) = runs.first() else {
+        return Ok((Vec::new(), None));
+    };
+    let layers = first
         .iter()
         .enumerate()
-        .map(|(i, (name, _))| {
-            let mut times: Vec<f64> = runs
+        .filter_map(|(i, (name, _))| {
+            let times = runs
                 .iter()
                 .filter_map(|run| run.get(i).map(|r| r.1))
                 .collect();
-            times.sort_by(f64::total_cmp);
-            (name.clone(), times[times.len() / 2])
+            median(times).map(|t| (name.clone(), t))
         })
-        .collect())
+        .collect();
+    Ok((layers, median(backward_ms)))
 }
 
 /// The task's loss against fixed targets: class 1 everywhere for classifiers and segmenters,
