@@ -19,5 +19,5 @@ soak: setup
 # its own venv, .venv-bench (about 3 GB with its CUDA libraries, which the CPU runs do not use).
 bench:
 	test -x .venv-bench/bin/python || (python3 -m venv .venv-bench && .venv-bench/bin/pip install -q torch safetensors numpy pyyaml)
-	cargo build --release --no-default-features --bin perception_train
+	bash -c '. scripts/env.sh && cargo build --release --no-default-features --bin perception_train'
 	.venv-bench/bin/python bench/bench.py
