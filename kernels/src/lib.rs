@@ -4,7 +4,9 @@
 //! Candle 0.11's CPU conv2d repacks the whole input single-threaded before its matmul, and
 //! its backward goes through a direct-loop transposed convolution. Here a convolution is
 //! im2col into tiles of output columns feeding `gemm`, the tiles spread over the threads;
-//! bias and ReLU are applied while a tile is still in cache. The input gradient is the
+//! bias and ReLU are applied while a tile is still in cache. The forward pass of 3x3 stride-1
+//! convolutions with 8 or more channels is Winograd F(2x2, 3x3) instead: 16 small GEMMs
+//! between input and output transforms, 2.25 times fewer multiply-adds. The input gradient is the
 //! transposed GEMM followed by col2im, the weight gradient a GEMM against the same columns.
 //!
 //! The up-convolution of a U-Net (a transposed convolution with kernel = stride) is one GEMM
@@ -20,6 +22,7 @@ mod max_pool;
 #[cfg(test)]
 mod test_values;
 mod up_conv;
+mod winograd;
 
 pub use batch_norm::{batch_norm_train, channel_moments};
 pub use conv2d::{conv2d, Conv2dParams};
