@@ -15,9 +15,10 @@ test: setup
 soak: setup
 	bash -c '. scripts/env.sh && python3 scripts/soak.py'
 
-# Not in CI: Candle against PyTorch on every shipped network (bench/bench.py). PyTorch goes into
-# its own venv, .venv-bench (about 3 GB with its CUDA libraries, which the CPU runs do not use).
-bench:
+# Not in CI: Candle against PyTorch on every shipped network, then the release node with every
+# head on VGA frames (bench/bench.py, bench/node_bench.py). PyTorch goes into its own venv,
+# .venv-bench (about 3 GB with its CUDA libraries, which the CPU runs do not use).
+bench: setup
 	test -x .venv-bench/bin/python || (python3 -m venv .venv-bench && .venv-bench/bin/pip install -q torch safetensors numpy pyyaml)
-	bash -c '. scripts/env.sh && cargo build --release --no-default-features --bin perception_train'
+	bash -c '. scripts/env.sh && cargo build --release --bins'
 	.venv-bench/bin/python bench/bench.py

@@ -10,11 +10,14 @@ module of tests/fixtures/make_golden.py) and the same thread count, measured in 
   SIMD width, FMA units and clock, printed with how it was computed;
 - a U-Net training step (forward, loss, backward) against PyTorch's;
 - peak resident memory of each side's process;
-- parity: the largest difference between the two outputs on the same input.
+- parity: the largest difference between the two outputs on the same input;
+- the node (bench/node_bench.py, in the ROS 2 environment of scripts/env.sh): end-to-end
+  latency publish to receive with every head on VGA frames, its overhead beyond inference,
+  frames per second, peak resident memory.
 
 Results go to bench/results/<date>.json and .md; the README shows the latest table.
 Run in the PyTorch venv (.venv-bench, made by `make bench`):
-    .venv-bench/bin/python bench/bench.py [--repeats N] [--threads T]
+    .venv-bench/bin/python bench/bench.py [--repeats N] [--rounds R] [--threads T]
 """
 import argparse
 import datetime
@@ -26,6 +29,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -136,6 +140,17 @@ def time_candle(folder, warmup, repeats, train_step, threads, candle_ops=False):
     return json.loads(result.stdout)
 
 
+def node_bench(threads):
+    """bench/node_bench.py in the ROS 2 environment (its own Python venv, .venv)."""
+    with tempfile.NamedTemporaryFile(suffix='.json') as out:
+        command = f'. scripts/env.sh && python3 bench/node_bench.py --threads {threads} --json {out.name}'
+        result = subprocess.run(['bash', '-c', command], cwd=ROOT, capture_output=True, text=True,
+                                timeout=1800)
+        if result.returncode != 0:
+            raise SystemExit(f'bench/node_bench.py failed:\n{result.stdout}\n{result.stderr}')
+        return json.loads(Path(out.name).read_text())
+
+
 def machine_peak(threads):
     """f32 peak GFLOP/s = cores x FMA units x SIMD lanes x 2 FLOPs x clock, and how."""
     info = Path('/proc/cpuinfo').read_text()
@@ -158,7 +173,8 @@ def machine_peak(threads):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--repeats', type=int, default=20)
+    parser.add_argument('--repeats', type=int, default=10, help='timed runs per side and round')
+    parser.add_argument('--rounds', type=int, default=3, help='turns each side takes')
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--threads', type=int, default=os.cpu_count())
     args = parser.parse_args()
@@ -175,23 +191,33 @@ def main():
         with torch.no_grad():
             module.eval()
             reference = module(*inputs).flatten().numpy()
-        candle = time_candle(folder, args.warmup, args.repeats, train_step, args.threads)
-        before = time_candle(folder, args.warmup, args.repeats, train_step, args.threads, candle_ops=True)
-        theirs = time_torch(module, inputs, args.warmup, args.repeats, train_step)
-        ours = candle['latencies_ms']
+        # The three sides take turns, `rounds` times, so a slow spell of the machine (other
+        # load, clock changes) falls on all of them rather than on one.
+        ours, before_ms, theirs = [], [], []
+        for _ in range(args.rounds):
+            candle = time_candle(folder, args.warmup, args.repeats, train_step, args.threads)
+            ours += candle['latencies_ms']
+            before = time_candle(folder, args.warmup, args.repeats, train_step, args.threads,
+                                 candle_ops=True)
+            before_ms += before['latencies_ms']
+            theirs += time_torch(module, inputs, args.warmup, args.repeats, train_step)
         diff = float(np.max(np.abs(np.array(candle['output']) - reference)) / max(np.max(np.abs(reference)), 1e-12))
         row = {
             'network': model, 'what': 'training step' if train_step else 'inference',
             'input': 'x'.join(map(str, candle['input_shapes'][0])),
             'gflop': flops / 1e9,
             'candle_ms_min': min(ours), 'candle_ms_median': statistics.median(ours),
-            'candle_ops_ms_median': statistics.median(before['latencies_ms']),
+            'candle_ops_ms_median': statistics.median(before_ms),
             'torch_ms_min': min(theirs), 'torch_ms_median': statistics.median(theirs),
             'ratio_median': statistics.median(ours) / statistics.median(theirs),
             'candle_gflops': flops / 1e9 / (min(ours) / 1000),
             'torch_gflops': flops / 1e9 / (min(theirs) / 1000),
             'candle_peak_rss_mb': candle['peak_rss_mb'],
             'max_relative_output_difference': diff,
+            # Medians over the last round's runs, per traced layer: (name, kernels ms, Candle's ops ms).
+            'layers_ms': [(name, ms, dict(before['layers_ms']).get(name))
+                          for name, ms in candle['layers_ms']],
+            'backward_ms': candle.get('backward_ms'), 'candle_ops_backward_ms': before.get('backward_ms'),
         }
         rows.append(row)
         print(f"{model:20} {row['what']:13} candle {row['candle_ms_median']:8.2f} ms "
@@ -199,14 +225,17 @@ def main():
               f"{row['torch_ms_median']:8.2f} ms  ratio {row['ratio_median']:.2f}  "
               f"{row['candle_gflops']:.1f} vs {row['torch_gflops']:.1f} GFLOP/s", flush=True)
     torch_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    node = node_bench(args.threads)
     date = datetime.date.today().isoformat()
-    result = {'date': date, 'threads': args.threads, 'repeats': args.repeats, 'peak_gflops': peak,
+    result = {'date': date, 'threads': args.threads, 'repeats': args.repeats, 'rounds': args.rounds,
+              'peak_gflops': peak,
               'peak_how': how, 'torch': torch.__version__, 'python': platform.python_version(),
-              'torch_process_peak_rss_mb': torch_rss, 'rows': rows}
+              'torch_process_peak_rss_mb': torch_rss, 'rows': rows, 'node': node}
     out = ROOT / 'bench' / 'results'
     out.mkdir(parents=True, exist_ok=True)
     (out / f'{date}.json').write_text(json.dumps(result, indent=1) + '\n')
-    table = [f'Benchmark of {date}: batch 1, {args.threads} threads, median of {args.repeats} runs after '
+    table = [f'Benchmark of {date}: batch 1, {args.threads} threads, median of {args.rounds} rounds x {args.repeats} runs '
+             f'(the sides taking turns), each after '
              f'{args.warmup} warm-up; PyTorch {torch.__version__} eager; ratio = Candle / PyTorch '
              f'(below 1: Candle faster). f32 peak: {how}.', '',
              '| network | run | input | GFLOP | Candle ms | PyTorch ms | ratio | Candle GFLOP/s (% peak) '
@@ -224,6 +253,30 @@ def main():
                  f'the forward pass three times (forward + backward). "Candle ms" uses perception_kernels\' '
                  f'CPU convolutions; the last column is the same binary with PERCEPTION_KERNELS=candle '
                  f'(Candle 0.11\'s own conv2d and conv_transpose2d), measured in the same run.')
+    for r in rows:
+        table += ['', f"Per layer, {r['network']} {r['what']} (median ms of the last round; Candle's ops "
+                      f"in brackets):", '',
+                  ' '.join(f"{name} {ms:.2f} ({'-' if old is None else f'{old:.2f}'})"
+                           for name, ms, old in r['layers_ms'])
+                  + (f"; loss + backward {r['backward_ms']:.2f} ({r['candle_ops_backward_ms']:.2f})"
+                     if r['backward_ms'] is not None else '')]
+    table += ['', f"Node (release build, {node['threads']} threads, {node['frames']} frames each): "
+              f"{node['input']}; {node['heads']}.", '',
+              '| end-to-end ms (min / median / max) | node inference ms | overhead beyond inference ms '
+              '| of which outside the node ms | frames/s (every_frame, '
+              f"{node['in_flight']} in flight) | node peak RSS MB |",
+              '|---|---|---|---|---|---|',
+              f"| {node['end_to_end_ms_min']:.1f} / {node['end_to_end_ms_median']:.1f} / "
+              f"{node['end_to_end_ms_max']:.1f} | {node['node_stages_mean_ms']['inference']:.1f} | "
+              f"{node['overhead_beyond_inference_ms']:.1f} | {node['transport_ms']:.1f} | "
+              f"{node['fps_every_frame']:.2f} | {node['node_peak_rss_mb']:.0f} |", '',
+              'Node stage means (ms, from its /diagnostics over the latency frames): ' +
+              ', '.join(f'{k} {v:.1f}' for k, v in node['node_stages_mean_ms'].items()) +
+              '. Overhead = end-to-end (client publish of the image to the last output received, '
+              'mean) minus inference; outside the node = end-to-end minus the node\'s own '
+              'end-to-end (DDS transport both ways and the rclpy client). Median arrival per output '
+              '(ms after the image was published): ' +
+              ', '.join(f'{t} {v:.0f}' for t, v in node['per_topic_ms_median'].items()) + '.']
     (out / f'{date}.md').write_text('\n'.join(table) + '\n')
     print('\n'.join(table))
     print(f'written: {out / date}.json, .md')
