@@ -97,13 +97,18 @@ def test_live_mode_under_2x_overload_stays_current_and_counts_its_drops(start_no
     node = start_node(extra_ros_args=['-p', 'mode:=live'], **INPUTS)
     client, player, _ = replay_client(rclpy_context, node, bags['mcap'])
     try:
-        # The inference time on this machine now: one frame at a time, answered.
+        # The node's time per frame on this machine now: one frame at a time, answered; the
+        # fastest of three, so a busy spell of the machine during calibration does not set a
+        # rate the node can keep up with once it passes.
+        answer_s = []
         for image in player.images()[:3]:
+            sent = time.monotonic()
             client.publish_until(client.image_pub, image, lambda: client.masks_at(image.header.stamp),
                                  'a calibration frame', node_process=node)
+            answer_s.append(time.monotonic() - sent)
         client.wait_for(lambda: client.latest_diagnostics().get('frames_processed') == '3',
                         'calibration diagnostics', node_process=node)
-        inference_s = float(client.latest_diagnostics()['latency_end_to_end_mean_ms']) / 1000
+        inference_s = min(answer_s)
         client.masks.clear()
         arrivals = {}
         client.node.create_subscription(Image, '/segmentation/mask',
@@ -124,6 +129,8 @@ def test_live_mode_under_2x_overload_stays_current_and_counts_its_drops(start_no
         # Current: the age of every answer (publish to receive) stays within about two inference
         # times: the frame in progress, then this one.
         ages = [arrivals[s] - player.sent[s] for s in arrivals]
+        # Measured against the node's own time per frame during the overload.
+        inference_s = max(inference_s, float(diagnostics['latency_end_to_end_mean_ms']) / 1000)
         print(f'live 2x overload: inference {inference_s * 1000:.0f} ms, {FRAMES} frames at {rate:.1f}x, '
               f'{len(arrivals)} answered, {unanswered} dropped, ages max {max(ages) * 1000:.0f} ms '
               f'median {np.median(ages) * 1000:.0f} ms')
