@@ -91,6 +91,31 @@ impl MaxPool {
     }
 }
 
+impl MaxPool {
+    /// One plane without NaN: the maximum over each window's rows for every column (a
+    /// vectorised pass per output row), then over the window's columns.
+    fn pool_plane(&self, plane: &[f32], p: &Planes, dst: &mut [f32], rows_max: &mut Vec<f32>) {
+        rows_max.resize(p.w, 0.0);
+        for (oy, dst_row) in dst.chunks_exact_mut(p.out_w).enumerate() {
+            let y0 = (oy * self.stride).saturating_sub(self.padding);
+            let y1 = (oy * self.stride + self.kernel - self.padding).min(p.h);
+            rows_max.copy_from_slice(&plane[y0 * p.w..(y0 + 1) * p.w]);
+            for y in y0 + 1..y1 {
+                for (m, &v) in rows_max.iter_mut().zip(&plane[y * p.w..(y + 1) * p.w]) {
+                    *m = m.max(v);
+                }
+            }
+            for (ox, d) in dst_row.iter_mut().enumerate() {
+                let x0 = (ox * self.stride).saturating_sub(self.padding);
+                let x1 = (ox * self.stride + self.kernel - self.padding).min(p.w);
+                *d = rows_max[x0 + 1..x1]
+                    .iter()
+                    .fold(rows_max[x0], |m, &v| m.max(v));
+            }
+        }
+    }
+}
+
 impl CustomOp1 for MaxPool {
     fn name(&self) -> &'static str {
         "perception-max-pool2d"
@@ -103,11 +128,16 @@ impl CustomOp1 for MaxPool {
         let mut out = buffer_to_overwrite(p.count * oh * ow);
         out.par_chunks_mut(oh * ow)
             .zip(x.par_chunks(h * w))
-            .for_each(|(dst, plane)| {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        dst[oy * ow + ox] = plane[self.argmax(plane, &p, oy, ox)];
+            .for_each_init(Vec::new, |rows_max, (dst, plane)| {
+                // NaN is rare and must win: such planes take the window search.
+                if plane.iter().fold(false, |nan, v| nan | v.is_nan()) {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            dst[oy * ow + ox] = plane[self.argmax(plane, &p, oy, ox)];
+                        }
                     }
+                } else {
+                    self.pool_plane(plane, &p, dst, rows_max);
                 }
             });
         let dims = layout.dims();
@@ -256,6 +286,41 @@ mod tests {
                 "every window's gradient lands once"
             );
         }
+    }
+
+    #[test]
+    fn nan_wins_its_windows_and_only_those() {
+        // One NaN in the second plane: its windows give NaN (as PyTorch's), the first plane
+        // and the other windows their maxima.
+        let mut v: Vec<f32> = (0..2 * 5 * 6).map(|i| ((i * 7) % 11) as f32).collect();
+        v[30 + 6 + 1] = f32::NAN;
+        let x = Tensor::from_vec(v.clone(), (1, 2, 5, 6), &Device::Cpu).unwrap();
+        let ours: Vec<f32> = max_pool2d(&x, 3, 2, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        for (i, &o) in ours.iter().enumerate() {
+            let (c, oy, ox) = (i / 9, i % 9 / 3, i % 3);
+            let window: Vec<f32> = (0..5)
+                .flat_map(|y| (0..6).map(move |x| (y, x)))
+                .filter(|&(y, x)| {
+                    y + 1 >= 2 * oy && y <= 2 * oy + 1 && x + 1 >= 2 * ox && x <= 2 * ox + 1
+                })
+                .map(|(y, x)| v[c * 30 + y * 6 + x])
+                .collect();
+            if window.iter().any(|w| w.is_nan()) {
+                assert!(o.is_nan(), "window {i} holds the NaN");
+            } else {
+                assert_eq!(
+                    o,
+                    window.iter().copied().fold(f32::MIN, f32::max),
+                    "window {i}"
+                );
+            }
+        }
+        assert!(ours.iter().filter(|o| o.is_nan()).count() == 4);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use crate::conv2d::{matmul, SharedMut};
+use crate::conv2d::{matmul, Epilogue, SharedMut};
 
 /// Sizes of a 3x3 stride-1 convolution of one batch.
 #[derive(Clone, Copy, Debug)]
@@ -48,10 +48,12 @@ impl Winograd {
     }
 }
 
-/// `U[xi][co][ci]` = (G g G^T) at position xi of the 4x4 transform, for every 3x3 kernel g.
-fn transform_weights(w: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
+/// `U[xi][co][ci]` = (G g G^T) at position xi of the 4x4 transform, for every 3x3 kernel g,
+/// times the output channel's scale if there is one (the transform is linear).
+fn transform_weights(w: &[f32], c_out: usize, c_in: usize, scale: Option<&[f32]>) -> Vec<f32> {
     let mut u = vec![0f32; 16 * c_out * c_in];
     for (kernel, g) in w.chunks_exact(9).enumerate() {
+        let s = scale.map_or(1.0, |scale| scale[kernel / c_in]);
         // G g: 4x3, G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1].
         let mut gg = [[0f32; 3]; 4];
         for j in 0..3 {
@@ -66,17 +68,18 @@ fn transform_weights(w: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
             let (r0, r1, r2) = (row[0], row[1], row[2]);
             let values = [r0, 0.5 * (r0 + r1 + r2), 0.5 * (r0 - r1 + r2), r2];
             for (j, v) in values.into_iter().enumerate() {
-                u[(i * 4 + j) * c_out * c_in + kernel] = v;
+                u[(i * 4 + j) * c_out * c_in + kernel] = s * v;
             }
         }
     }
     u
 }
 
-/// `out = relu?(conv(x, w) + b)` for a 3x3 kernel, stride 1; `out` holds
+/// `out = epilogue(conv(x, w))` for a 3x3 kernel, stride 1; `out` holds
 /// `batch * c_out * out_h * out_w` floats and is overwritten.
-pub(crate) fn conv3x3(s: &Winograd, x: &[f32], w: &[f32], b: &[f32], relu: bool, out: &mut [f32]) {
-    let u = transform_weights(w, s.c_out, s.c_in);
+pub(crate) fn conv3x3(s: &Winograd, x: &[f32], w: &[f32], epilogue: Epilogue, out: &mut [f32]) {
+    let u = transform_weights(w, s.c_out, s.c_in, epilogue.scale);
+    let (b, relu) = (epilogue.bias, epilogue.relu);
     let tw = s.tiles_w();
     let rows_per_block = s.block().div_ceil(tw).max(1);
     let blocks: Vec<(usize, usize)> = (0..s.tiles_h())

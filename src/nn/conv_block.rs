@@ -4,7 +4,7 @@ use candle_nn::{
     VarBuilder,
 };
 
-use super::conv::{batch_norm_train, conv2d_bias_relu, fold_batch_norm};
+use super::conv::{batch_norm_train, conv2d_batch_norm_eval, conv2d_bias_relu};
 use super::Activation;
 
 /// Geometry of a square-kernel convolution.
@@ -115,12 +115,9 @@ impl ConvBnAct {
                 let y = conv2d_bias_relu(x, self.conv.weight(), self.conv.bias(), cfg, false)?;
                 batch_norm_train(&y, bn, relu)?
             }
-            // Running statistics: the batch norm is an affine map per channel, folded into
-            // the convolution's weight and bias.
-            Some(bn) => {
-                let (weight, bias) = fold_batch_norm(&self.conv, bn)?;
-                conv2d_bias_relu(x, &weight, Some(&bias), cfg, relu)?
-            }
+            // Running statistics: the batch norm is an affine map per channel, applied as
+            // the convolution writes its outputs.
+            Some(bn) => conv2d_batch_norm_eval(x, &self.conv, bn, relu)?,
             None => conv2d_bias_relu(x, self.conv.weight(), self.conv.bias(), cfg, relu)?,
         };
         if relu {

@@ -14,8 +14,8 @@ mod trace;
 
 pub use activation::{Activation, LEAKY_RELU_SLOPE};
 pub use conv::{
-    batch_norm_train, conv2d, conv2d_bias_relu, conv_transpose2d, cpu_kernels_enabled,
-    fold_batch_norm,
+    batch_norm_train, conv2d, conv2d_batch_norm_eval, conv2d_bias_relu, conv_transpose2d,
+    cpu_kernels_enabled, fold_batch_norm,
 };
 pub use conv_block::{ConvBnAct, ConvSpec, DoubleConv};
 pub use dropout::Dropout;
