@@ -177,6 +177,8 @@ def main():
     parser.add_argument('--rounds', type=int, default=3, help='turns each side takes')
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--threads', type=int, default=os.cpu_count())
+    parser.add_argument('--no-node', action='store_true',
+                        help='the networks only, without the ROS 2 node rows (no release node build needed)')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     peak, how = machine_peak(args.threads)
@@ -225,7 +227,7 @@ def main():
               f"{row['torch_ms_median']:8.2f} ms  ratio {row['ratio_median']:.2f}  "
               f"{row['candle_gflops']:.1f} vs {row['torch_gflops']:.1f} GFLOP/s", flush=True)
     torch_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    node = node_bench(args.threads)
+    node = None if args.no_node else node_bench(args.threads)
     date = datetime.date.today().isoformat()
     result = {'date': date, 'threads': args.threads, 'repeats': args.repeats, 'rounds': args.rounds,
               'peak_gflops': peak,
@@ -260,23 +262,26 @@ def main():
                            for name, ms, old in r['layers_ms'])
                   + (f"; loss + backward {r['backward_ms']:.2f} ({r['candle_ops_backward_ms']:.2f})"
                      if r['backward_ms'] is not None else '')]
-    table += ['', f"Node (release build, {node['threads']} threads, {node['frames']} frames each): "
-              f"{node['input']}; {node['heads']}.", '',
-              '| end-to-end ms (min / median / max) | node inference ms | overhead beyond inference ms '
-              '| of which outside the node ms | frames/s (every_frame, '
-              f"{node['in_flight']} in flight) | node peak RSS MB |",
-              '|---|---|---|---|---|---|',
-              f"| {node['end_to_end_ms_min']:.1f} / {node['end_to_end_ms_median']:.1f} / "
-              f"{node['end_to_end_ms_max']:.1f} | {node['node_stages_mean_ms']['inference']:.1f} | "
-              f"{node['overhead_beyond_inference_ms']:.1f} | {node['transport_ms']:.1f} | "
-              f"{node['fps_every_frame']:.2f} | {node['node_peak_rss_mb']:.0f} |", '',
-              'Node stage means (ms, from its /diagnostics over the latency frames): ' +
-              ', '.join(f'{k} {v:.1f}' for k, v in node['node_stages_mean_ms'].items()) +
-              '. Overhead = end-to-end (client publish of the image to the last output received, '
-              'mean) minus inference; outside the node = end-to-end minus the node\'s own '
-              'end-to-end (DDS transport both ways and the rclpy client). Median arrival per output '
-              '(ms after the image was published): ' +
-              ', '.join(f'{t} {v:.0f}' for t, v in node['per_topic_ms_median'].items()) + '.']
+    if node is None:
+        table += ['', 'Node rows not measured in this run (--no-node).']
+    else:
+        table += ['', f"Node (release build, {node['threads']} threads, {node['frames']} frames each): "
+                  f"{node['input']}; {node['heads']}.", '',
+                  '| end-to-end ms (min / median / max) | node inference ms | overhead beyond inference ms '
+                  '| of which outside the node ms | frames/s (every_frame, '
+                  f"{node['in_flight']} in flight) | node peak RSS MB |",
+                  '|---|---|---|---|---|---|',
+                  f"| {node['end_to_end_ms_min']:.1f} / {node['end_to_end_ms_median']:.1f} / "
+                  f"{node['end_to_end_ms_max']:.1f} | {node['node_stages_mean_ms']['inference']:.1f} | "
+                  f"{node['overhead_beyond_inference_ms']:.1f} | {node['transport_ms']:.1f} | "
+                  f"{node['fps_every_frame']:.2f} | {node['node_peak_rss_mb']:.0f} |", '',
+                  'Node stage means (ms, from its /diagnostics over the latency frames): ' +
+                  ', '.join(f'{k} {v:.1f}' for k, v in node['node_stages_mean_ms'].items()) +
+                  '. Overhead = end-to-end (client publish of the image to the last output received, '
+                  'mean) minus inference; outside the node = end-to-end minus the node\'s own '
+                  'end-to-end (DDS transport both ways and the rclpy client). Median arrival per output '
+                  '(ms after the image was published): ' +
+                  ', '.join(f'{t} {v:.0f}' for t, v in node['per_topic_ms_median'].items()) + '.']
     (out / f'{date}.md').write_text('\n'.join(table) + '\n')
     print('\n'.join(table))
     print(f'written: {out / date}.json, .md')
