@@ -290,11 +290,14 @@ fn im2col(x: &[f32], g: &Geometry, p0: usize, p1: usize, col: &mut [f32]) {
                     }
                     let first = lo * g.stride + kj - g.padding;
                     let dst = &mut out[lo - ox0..hi - ox0];
-                    if g.stride == 1 {
-                        dst.copy_from_slice(&src[first..first + dst.len()]);
-                    } else {
-                        for (v, s) in dst.iter_mut().zip(src[first..].iter().step_by(g.stride)) {
-                            *v = *s;
+                    match g.stride {
+                        1 => dst.copy_from_slice(&src[first..first + dst.len()]),
+                        2 => gather::<2>(dst, &src[first..]),
+                        _ => {
+                            for (v, s) in dst.iter_mut().zip(src[first..].iter().step_by(g.stride))
+                            {
+                                *v = *s;
+                            }
                         }
                     }
                 }
@@ -330,6 +333,20 @@ fn im2row(x: &[f32], g: &Geometry, rows: &mut [f32]) {
                 }
             }
         }
+    }
+}
+
+/// `dst[i] = src[i * S]`: every S-th value, with the stride known to the compiler so the
+/// loop unrolls (a ResNet stem's 7x7 stride-2 im2col of a 160x120 image: 0.96 -> 0.36 ms).
+#[inline]
+fn gather<const S: usize>(dst: &mut [f32], src: &[f32]) {
+    let Some(last) = dst.len().checked_sub(1) else {
+        return;
+    };
+    let src = &src[..last * S + 1];
+    for (i, v) in dst.iter_mut().enumerate() {
+        // SAFETY: i * S <= last * S, inside the slice just taken (which checked its bounds).
+        *v = unsafe { *src.get_unchecked(i * S) };
     }
 }
 
@@ -1038,8 +1055,13 @@ mod tests {
         check_with(1, 16, 16, (3, 3), 3, valid, true, Algorithm::Winograd);
         // Several blocks of tiles per image and per thread.
         check_with(1, 16, 32, (96, 80), 3, same, true, Algorithm::Winograd);
-        // im2col keeps its own coverage on the shapes Auto sends to Winograd.
+        // im2col keeps its own coverage on the shapes Auto sends to Winograd or to dot
+        // products: stride 2 (the specialised gather), a ResNet stem's 7x7 stride 2 pad 3.
         check_with(1, 64, 64, (13, 17), 3, same, true, Algorithm::Im2col);
+        let strided = |padding| Conv2dParams { stride: 2, padding };
+        check_with(2, 3, 17, (9, 9), 3, strided(1), true, Algorithm::Im2col);
+        check_with(1, 3, 8, (23, 31), 7, strided(3), false, Algorithm::Im2col);
+        check_with(1, 5, 4, (9, 7), 2, strided(0), true, Algorithm::Im2col);
     }
 
     #[test]
