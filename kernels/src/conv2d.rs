@@ -539,7 +539,8 @@ fn forward(
     out
 }
 
-/// relu(conv(x, w) + b): the forward op, and the node of the autograd graph.
+/// relu(conv(x, w) + b), or relu(scale * conv(x, w) + b) when `scaled`: the forward op, and
+/// the node of the autograd graph.
 #[derive(Clone, Copy)]
 struct Conv2dOp {
     params: Conv2dParams,
@@ -606,19 +607,16 @@ impl CustomOp3 for Conv2dOp {
                 g.c_out
             );
         }
-        let epilogue = if self.scaled {
+        let (scale, bias) = if self.scaled {
             let (scale, bias) = b.split_at(g.c_out);
-            Epilogue {
-                scale: Some(scale),
-                bias,
-                relu: self.relu,
-            }
+            (Some(scale), bias)
         } else {
-            Epilogue {
-                scale: None,
-                bias: b,
-                relu: self.relu,
-            }
+            (None, b)
+        };
+        let epilogue = Epilogue {
+            scale,
+            bias,
+            relu: self.relu,
         };
         let out = forward(&g, x, w, epilogue, self.algorithm);
         let shape = Shape::from((g.batch, g.c_out, g.out_h, g.out_w));

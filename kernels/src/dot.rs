@@ -8,8 +8,8 @@
 //! Here the columns are gathered transposed instead (P rows of K, each contiguous), and a
 //! 4 x 3 micro-kernel runs down K over four weight rows and three column rows as they lie,
 //! eight lanes at a time: twelve accumulators, seven loads for twelve FMAs, no packing. The
-//! weight rows are read once; the gathered columns (P K floats) stay in L2. Bias and ReLU are
-//! applied as the sums are written.
+//! weight rows are read once; the gathered columns (P K floats) stay in L2. The epilogue
+//! (scale, bias, ReLU) is applied as the sums are written.
 //!
 //! AVX2 + FMA only (x86-64); [`available`] says whether this CPU runs it, and the caller
 //! takes the general path otherwise.

@@ -89,9 +89,7 @@ impl MaxPool {
         }
         best
     }
-}
 
-impl MaxPool {
     /// One plane without NaN: the maximum over each window's rows for every column (a
     /// vectorised pass per output row), then over the window's columns.
     fn pool_plane(&self, plane: &[f32], p: &Planes, dst: &mut [f32], rows_max: &mut Vec<f32>) {
