@@ -1,3 +1,7 @@
+//! 2-D convolution on the CPU as a Candle custom op (forward, input and weight gradients):
+//! im2col into gemm, with the Winograd and dot-product paths chosen per layer; also, for now, the
+//! crate's shared helpers (`SharedMut`, `f32_slice`, `matmul`, `Epilogue`, output buffers).
+
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 

@@ -1,3 +1,6 @@
+//! The data set folder `perception_train generate` writes (`rgb/`, `mask/`, `depth/`, `labels/`,
+//! `dataset.yaml`): its metadata and per-frame file paths, read by training and evaluation.
+
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;

@@ -1,3 +1,5 @@
+//! IDX files of unsigned bytes (the MNIST / Fashion-MNIST format), read into memory.
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 

@@ -1,3 +1,5 @@
+//! Classification data as one folder of PNG images per class (torchvision's `ImageFolder`).
+
 use std::path::{Path, PathBuf};
 
 use super::read_png_rgb;

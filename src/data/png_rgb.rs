@@ -1,3 +1,5 @@
+//! Reading an 8-bit PNG of any channel layout as packed RGB.
+
 use std::path::Path;
 
 /// Reads an 8-bit PNG (grey, grey+alpha, RGB or RGBA) as packed RGB.

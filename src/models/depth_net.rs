@@ -1,3 +1,6 @@
+//! The monocular depth network: a U-Net-shaped encoder-decoder regressing metres in a bounded
+//! working range.
+
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};

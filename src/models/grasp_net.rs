@@ -1,3 +1,6 @@
+//! The GQ-CNN (Dex-Net 2.0) grasp-quality network: a depth patch aligned with the grasp and the
+//! gripper depth in, one success logit out.
+
 use candle_core::{Result, Tensor};
 use candle_nn::{linear, Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};

@@ -1,3 +1,5 @@
+//! A GoogLeNet-style classifier built from the Inception modules of `nn`.
+
 use candle_core::{Result, Tensor};
 use candle_nn::{linear, Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};

@@ -1,3 +1,5 @@
+//! LeNet-5, the classic small classifier, with average or max subsampling.
+
 use candle_core::{Result, Tensor};
 use candle_nn::{conv2d, linear, Conv2d, Conv2dConfig, Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};

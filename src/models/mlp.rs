@@ -1,3 +1,5 @@
+//! The multi-layer perceptron: fully connected layers with an activation between them.
+
 use candle_core::{Result, Tensor};
 use candle_nn::{linear, Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};

@@ -1,3 +1,6 @@
+//! `model.yaml`: a model's task, architecture, class table, input size and normalisation, the
+//! config that travels with its weights.
+
 use serde::{Deserialize, Serialize};
 
 use super::{

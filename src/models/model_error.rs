@@ -1,3 +1,5 @@
+//! `ModelError`: why a model folder cannot be used, each message saying how to fix it.
+
 use std::path::PathBuf;
 
 use thiserror::Error;

@@ -1,3 +1,6 @@
+//! A model folder (`model.yaml` + `model.safetensors`) and loading it into a ready network
+//! (`LoadedModel`), with where its weights came from.
+
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};

@@ -1,3 +1,6 @@
+//! `Network`: any network of the zoo behind one enum, built from its architecture, with one
+//! `forward` for all.
+
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 

@@ -1,3 +1,6 @@
+//! PoseNet camera relocalisation: a ResNet backbone and regressors for position (metres) and
+//! orientation (quaternion).
+
 use candle_core::{Result, Tensor};
 use candle_nn::{linear, Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};

@@ -1,3 +1,6 @@
+//! The ResNet family (basic and bottleneck blocks, ImageNet or small stem), also PoseNet's
+//! backbone.
+
 use candle_core::{Result, Tensor};
 use candle_nn::{linear, Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};

@@ -1,3 +1,6 @@
+//! `perception_train summary`: the named architecture presets and a per-layer table of output
+//! shapes and parameter counts.
+
 use std::fmt;
 
 use candle_core::{DType, Device, Tensor};

@@ -1,3 +1,6 @@
+//! The U-Net segmentation network: per-pixel class logits from a contracting and an expanding
+//! path joined by skip connections.
+
 use candle_core::{Result, Tensor};
 use candle_nn::{
     conv2d, conv_transpose2d, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig,

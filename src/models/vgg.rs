@@ -1,3 +1,6 @@
+//! The VGG family of classifiers: blocks of 3x3 convolutions and max-pools, then fully
+//! connected layers.
+
 use candle_core::{Result, Tensor};
 use candle_nn::{linear, Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};

@@ -1,3 +1,6 @@
+//! Loading and saving safetensors weights with an exact key and shape match (PyTorch names), and
+//! replacing files atomically.
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

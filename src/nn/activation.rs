@@ -1,3 +1,5 @@
+//! The activation functions a model config can name, and applying them to a tensor.
+
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 

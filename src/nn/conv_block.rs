@@ -1,3 +1,6 @@
+//! Convolution + batch norm + activation as one layer (`ConvBnAct`), the building block of the
+//! convolutional networks.
+
 use candle_core::{Result, Tensor};
 use candle_nn::{
     batch_norm, conv2d, conv2d_no_bias, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig,

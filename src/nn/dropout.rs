@@ -1,3 +1,5 @@
+//! Inverted dropout with a seeded generator, so training runs are reproducible.
+
 use std::sync::{Arc, Mutex};
 
 use candle_core::{Result, Tensor};

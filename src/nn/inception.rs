@@ -1,3 +1,5 @@
+//! The Inception module (four parallel branches concatenated) and its filter counts.
+
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};

@@ -1,3 +1,5 @@
+//! Weight initialisations (normal, He, Xavier) for convolution kernels and linear layers.
+
 use candle_core::{Result, Tensor};
 use candle_nn::VarMap;
 use rand::SeedableRng;

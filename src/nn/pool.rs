@@ -1,3 +1,5 @@
+//! Max and average pooling with PyTorch's padding and floor rounding, and global average pooling.
+
 use candle_core::{Result, Tensor};
 
 /// Square pooling window: kernel, stride and zero/-inf padding, PyTorch's floor rounding.

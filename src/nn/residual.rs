@@ -1,3 +1,5 @@
+//! The residual blocks of a ResNet (basic and bottleneck) with their projection shortcuts.
+
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};

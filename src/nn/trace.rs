@@ -1,3 +1,6 @@
+//! `Trace`: optional per-layer shapes, timings and captured activations of a forward pass, for
+//! `summary`, the benchmark and filter visualisation; off, it costs nothing.
+
 use std::time::Instant;
 
 use candle_core::Tensor;

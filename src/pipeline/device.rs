@@ -1,3 +1,5 @@
+//! The `device` choice (`auto`, `cpu`, `cuda:N`) and opening the Candle device it names.
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -1,3 +1,6 @@
+//! What one inference call takes and gives: the decoded `Frame`, per-call `InferOptions`, and
+//! the `Outputs` of every head.
+
 use std::time::Duration;
 
 use crate::image::{CameraIntrinsics, DepthImage, MonoImage, RgbImage};

@@ -1,3 +1,6 @@
+//! `Pipeline`: the loaded heads (segmentation, depth, pose, grasp) and `infer`, which runs one
+//! frame through them, with no ROS anywhere.
+
 use std::time::Instant;
 
 use candle_core::Device;

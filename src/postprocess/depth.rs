@@ -1,3 +1,5 @@
+//! The depth head's output tensor as a depth image in metres at the frame's size.
+
 use candle_core::Tensor;
 use opencv::core::{Mat, Size};
 use opencv::imgproc;

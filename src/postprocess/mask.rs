@@ -1,3 +1,5 @@
+//! Segmentation logits to a class mask (arg-max) and nearest-neighbour resizing of masks.
+
 use candle_core::{DType, Tensor};
 use opencv::core::{Mat, Size};
 use opencv::imgproc;

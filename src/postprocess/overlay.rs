@@ -1,3 +1,5 @@
+//! The coloured segmentation overlay: class colours blended over the camera image.
+
 use crate::image::{MonoImage, RgbImage};
 
 /// Blends class colours over the image: `(1 - alpha) * rgb + alpha * colour[class]` for every

@@ -1,3 +1,6 @@
+//! Decoding a colour image message (rgb8, bgr8, rgba8, bgra8, mono8, any row padding) into packed
+//! RGB.
+
 use opencv::core::{Mat, CV_8UC3};
 use opencv::imgproc;
 use opencv::prelude::*;

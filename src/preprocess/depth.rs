@@ -1,3 +1,6 @@
+//! Decoding a depth image message (16UC1 millimetres or 32FC1 metres, REP 118) into metres with
+//! NaN where there is no reading.
+
 use opencv::core::{Mat, CV_32F};
 use opencv::prelude::*;
 

@@ -1,3 +1,6 @@
+//! `InputError`: why a received image cannot be used; the node logs, counts and skips such a
+//! frame.
+
 use thiserror::Error;
 
 /// Why a received image cannot be used. Each message names the problem and how to fix it;

@@ -1,3 +1,6 @@
+//! `RawImage`: a borrowed, not yet validated view of an image message, and the checks on its
+//! size, step and encoding.
+
 use std::ffi::c_void;
 
 use opencv::core::{Mat, CV_16UC1, CV_32FC1, CV_8UC1, CV_8UC3, CV_8UC4};

@@ -1,3 +1,6 @@
+//! Images into network input tensors: resizing, per-channel normalisation (from `model.yaml`)
+//! and the planar layout.
+
 use candle_core::{Device, Tensor};
 use opencv::core::{Mat, Size};
 use opencv::imgproc;

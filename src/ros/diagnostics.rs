@@ -1,3 +1,5 @@
+//! The node's `/diagnostics` message built from its statistics.
+
 use r2r::diagnostic_msgs::msg::{DiagnosticArray, DiagnosticStatus, KeyValue};
 use r2r::std_msgs::msg::Header;
 

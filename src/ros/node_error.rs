@@ -1,3 +1,5 @@
+//! `NodeError`: why the node could not start or had to stop.
+
 use thiserror::Error;
 
 use super::ParamError;

@@ -1,3 +1,6 @@
+//! The node's ROS parameters: declared with descriptions, validated once at start-up into an
+//! immutable config, and which of them change at run time.
+
 use std::path::PathBuf;
 use std::time::Duration;
 

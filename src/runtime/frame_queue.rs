@@ -1,3 +1,6 @@
+//! The hand-off of frames to the inference worker: newest-only (live) or every frame in order
+//! (replay), counting what was dropped.
+
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;

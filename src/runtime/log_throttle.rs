@@ -1,3 +1,5 @@
+//! Rate-limited logging that counts the lines it held back.
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 

@@ -1,3 +1,6 @@
+//! The node's counters and latencies: frames in, answered, dropped and why, for the log and
+//! `/diagnostics`.
+
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 

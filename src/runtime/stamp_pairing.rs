@@ -1,3 +1,5 @@
+//! Pairing colour and depth images by time stamp (approximate time, like message_filters).
+
 use std::collections::VecDeque;
 
 /// A colour image with the depth image taken closest to it, if one came within the slop.

@@ -1,3 +1,6 @@
+//! Per-channel mean and standard deviation over the training split, for the normalisation stored
+//! in `model.yaml`.
+
 use crate::preprocess::Normalization;
 
 /// Per-channel sums of values and squares, accumulated over the training split to estimate

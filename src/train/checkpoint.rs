@@ -1,3 +1,5 @@
+//! Saving and resuming a training run: weights, optimiser state and progress, written each epoch.
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

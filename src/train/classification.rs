@@ -1,3 +1,6 @@
+//! The classification task: image sets (IDX, image folders) in memory, batches, loss and
+//! accuracy.
+
 use std::path::Path;
 
 use candle_core::{Device, Tensor, D};

@@ -1,3 +1,6 @@
+//! The training config file: where the data comes from, the model, optimiser, schedule and run
+//! settings.
+
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};

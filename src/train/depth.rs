@@ -1,3 +1,6 @@
+//! The depth task: RGB frames and sensor depth of a generated data set, the masked L1 loss
+//! and its metrics (abs_rel, rmse, delta1).
+
 use std::path::Path;
 
 use candle_core::{Device, Tensor};

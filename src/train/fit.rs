@@ -1,3 +1,7 @@
+//! `perception_train fit`: the training loop from a config to a model folder (split,
+//! normalisation, epochs, logging, curves, checkpoints, early stopping, test evaluation), and the
+//! `Examples` / `Evaluation` traits the tasks implement.
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -1,3 +1,6 @@
+//! The grasp-quality task: GQ-CNN examples (aligned depth patches, grasp depth, analytic label)
+//! from a generated data set, and their metrics.
+
 use std::path::Path;
 
 use candle_core::{Device, Tensor};

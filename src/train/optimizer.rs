@@ -1,3 +1,5 @@
+//! The optimisers (SGD with momentum or Nesterov, Adam) with PyTorch's update rules and savable state.
+
 use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;

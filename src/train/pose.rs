@@ -1,3 +1,6 @@
+//! The camera-pose task: RGB frames and `cell_from_camera` poses of a generated data set, PoseNet's
+//! loss and the translation and rotation errors.
+
 use std::path::Path;
 
 use candle_core::{Device, Tensor};

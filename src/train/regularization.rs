@@ -1,3 +1,5 @@
+//! L1 / L2 weight penalties added to the training loss.
+
 use candle_core::{Result, Tensor};
 
 use super::Param;

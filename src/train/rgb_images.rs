@@ -1,3 +1,6 @@
+//! RGB frames of one size in memory and their conversion into normalised (optionally augmented)
+//! input batches, shared by the image tasks.
+
 use super::augment::{AugmentConfig, Draw};
 use super::channel_moments::ChannelMoments;
 use crate::preprocess::Normalization;

@@ -1,3 +1,5 @@
+//! Learning-rate schedules (constant, step, exponential) as functions of the iteration.
+
 use serde::{Deserialize, Serialize};
 
 /// Learning rate as a function of the iteration `t` (0-based), as the course defines them.

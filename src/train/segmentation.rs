@@ -1,3 +1,6 @@
+//! The segmentation task: RGB images and class masks of a generated data set, the
+//! (class-weighted) loss and IoU metrics.
+
 use std::path::Path;
 
 use candle_core::{Device, Tensor};

@@ -1,3 +1,5 @@
+//! `TrainError`: why training or evaluation could not run.
+
 use std::path::PathBuf;
 
 use thiserror::Error;
