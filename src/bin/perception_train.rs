@@ -1,5 +1,8 @@
 //! The offline tool for the networks: `summary` (the layer table of an architecture or a model
-//! folder) and `generate` (synthetic bin-picking data sets and bags).
+//! folder), `fit` (training from a config), `eval` (a model folder's metrics on a data set),
+//! `visualize` (filter images), `bench` (a network's latency) and `generate` (synthetic
+//! bin-picking data sets and bags).
+
 use std::process::ExitCode;
 
 use std::path::PathBuf;

@@ -1,5 +1,6 @@
 //! From network output to what the node publishes: class masks and depth at input
-//! resolution, coloured overlays.
+//! resolution, coloured overlays, object instances (labelled, located in 3-D, scored), and
+//! grasp candidates for parallel-jaw and suction grippers.
 
 mod depth;
 mod grasps;
