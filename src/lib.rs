@@ -1,6 +1,6 @@
 //! perception: camera streams in, what a collaborative robot needs out.
 //!
-//! Layering (see DESIGN.md): `ros` (behind the `ros` feature) -> `pipeline` ->
+//! Layering (ARCHITECTURE.md at the repository root has the whole picture): `ros` (behind the `ros` feature) -> `pipeline` ->
 //! {`models`, `preprocess`, `postprocess`}; `models` -> `nn`. `runtime` holds the ROS-free
 //! parts of the node (stamp pairing, frame queue, statistics). Nothing here but `ros` knows r2r.
 
