@@ -10,7 +10,8 @@
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::conv2d::{buffer_to_overwrite, f32_slice, SharedMut};
+use crate::buffer::written_by;
+use crate::conv2d::{f32_slice, SharedMut};
 
 /// Per-channel mean and biased variance of an (N, C, H, W) tensor, as a (2, C) tensor
 /// (no gradient: the statistics' dependence on x is in [`batch_norm_train`]'s backward).
@@ -195,17 +196,22 @@ impl CustomOp3 for BatchNormTrain {
         let (_, c_count, plane) = nchw(l_x)?;
         let x = f32_slice(s_x, l_x)?;
         let maps = ChannelMap::all(f32_slice(s_a, l_a)?, f32_slice(s_m, l_m)?, self.eps);
-        let mut out = buffer_to_overwrite(x.len());
-        out.par_chunks_mut(plane)
-            .zip(x.par_chunks(plane))
-            .enumerate()
-            .for_each(|(i, (dst, src))| {
-                let map = maps[i % c_count];
-                for (d, &v) in dst.iter_mut().zip(src) {
-                    let y = map.y(v);
-                    *d = if self.relu { y.max(0.0) } else { y };
-                }
-            });
+        // SAFETY: the planes of `out` and `x` pair up one to one and have the same length,
+        // and every output value is written from its input value.
+        let out = unsafe {
+            written_by(x.len(), |out| {
+                out.par_chunks_mut(plane)
+                    .zip(x.par_chunks(plane))
+                    .enumerate()
+                    .for_each(|(i, (dst, src))| {
+                        let map = maps[i % c_count];
+                        for (d, &v) in dst.iter_mut().zip(src) {
+                            let y = map.y(v);
+                            d.write(if self.relu { y.max(0.0) } else { y });
+                        }
+                    });
+            })
+        };
         Ok((CpuStorage::F32(out), Shape::from(l_x.dims().to_vec())))
     }
 
@@ -302,7 +308,8 @@ impl CustomOp3 for BatchNormGrad {
                 let k = map.gamma * map.inv_std / count;
                 for i in 0..n {
                     let offset = (i * c_count + c) * plane;
-                    // Channels write disjoint planes of dx.
+                    // SAFETY: offset + plane <= total, inside `out`; each task writes the
+                    // planes of its own channel only, so no two slices overlap.
                     let dst = unsafe { std::slice::from_raw_parts_mut(dx.at(offset), plane) };
                     for ((d, &x), &dy) in dst
                         .iter_mut()

@@ -1,11 +1,14 @@
 //! 2-D convolution on the CPU as a Candle custom op (forward, input and weight gradients):
 //! im2col into gemm, with the Winograd and dot-product paths chosen per layer; also, for now, the
-//! crate's shared helpers (`SharedMut`, `f32_slice`, `matmul`, `Epilogue`, output buffers).
+//! crate's shared helpers (`SharedMut`, `f32_slice`, `matmul`, `Epilogue`).
+
+use std::mem::MaybeUninit;
 
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 
 use crate::batch_norm::channel_sums;
+use crate::buffer::written_by;
 use crate::dot;
 use crate::winograd::{conv3x3, Winograd};
 use rayon::prelude::*;
@@ -245,13 +248,20 @@ pub(crate) fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<
 /// A pointer that tiles writing disjoint parts of one buffer may share.
 #[derive(Clone, Copy)]
 pub(crate) struct SharedMut(pub(crate) *mut f32);
+// SAFETY: a SharedMut only carries the address; every dereference is in an unsafe block of
+// its own whose SAFETY note says why the threads' writes do not overlap.
 unsafe impl Send for SharedMut {}
+// SAFETY: as for Send: sharing the address is harmless, each write through it is justified
+// where it happens.
 unsafe impl Sync for SharedMut {}
 
 impl SharedMut {
     /// Through a method, so closures capture the whole (Sync) wrapper, not the raw field.
+    /// `offset` must stay within the buffer the pointer came from.
     pub(crate) fn at(&self, offset: usize) -> *mut f32 {
-        unsafe { self.0.add(offset) }
+        // wrapping_add: computing the address needs no unsafe; the writes that use it are
+        // bounds-argued at their own unsafe blocks.
+        self.0.wrapping_add(offset)
     }
 }
 
@@ -314,24 +324,26 @@ fn im2col(x: &[f32], g: &Geometry, p0: usize, p1: usize, col: &mut [f32]) {
 /// Image `x`'s column matrix transposed into `rows`: one row of K per output position
 /// (`rows[p * K + (c * kH + ki) * kW + kj]`, the order of a weight row), zero where a tap
 /// reads padding.
-fn im2row(x: &[f32], g: &Geometry, rows: &mut [f32]) {
+fn im2row(x: &[f32], g: &Geometry, rows: &mut [MaybeUninit<f32>]) {
     let taps = g.kh * g.kw;
     for (p, row) in rows.chunks_exact_mut(g.k()).enumerate().take(g.p()) {
         let (oy, ox) = (p / g.out_w, p % g.out_w);
         for ki in 0..g.kh {
             let Some(iy) = g.source(oy, ki, g.height) else {
                 for c in 0..g.c_in {
-                    row[c * taps + ki * g.kw..][..g.kw].fill(0.0);
+                    row[c * taps + ki * g.kw..][..g.kw].fill(MaybeUninit::new(0.0));
                 }
                 continue;
             };
             for kj in 0..g.kw {
                 match g.source(ox, kj, g.width) {
-                    None => (0..g.c_in).for_each(|c| row[c * taps + ki * g.kw + kj] = 0.0),
+                    None => (0..g.c_in).for_each(|c| {
+                        row[c * taps + ki * g.kw + kj].write(0.0);
+                    }),
                     Some(ix) => {
                         let at = iy * g.width + ix;
                         for c in 0..g.c_in {
-                            row[c * taps + ki * g.kw + kj] = x[c * g.plane() + at];
+                            row[c * taps + ki * g.kw + kj].write(x[c * g.plane() + at]);
                         }
                     }
                 }
@@ -391,6 +403,12 @@ fn col2im_add(col: &[f32], g: &Geometry, p0: usize, p1: usize, dx: &mut [f32]) {
 
 /// `dst (m x n) = lhs (m x k) * rhs (k x n)` (or `+=` when `accumulate`), each operand given by
 /// its pointer, row stride and column stride.
+///
+/// # Safety
+/// Every element the strides address (m x k of `lhs`, k x n of `rhs`, m x n of `dst`) must lie
+/// inside its allocation, `lhs` and `rhs` initialised, `dst` initialised when `accumulate`,
+/// and no other thread may access `dst`'s elements meanwhile. Without `accumulate` every
+/// element of `dst` is written (gemm's `read_dst` is false), so `dst` may be uninitialised.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn matmul(
     m: usize,
@@ -423,17 +441,6 @@ pub(crate) unsafe fn matmul(
         false,
         parallelism,
     )
-}
-
-/// A buffer of `len` floats that its caller overwrites entirely before anything reads it
-/// (Candle's CPU backend allocates its outputs the same way): skips zero-filling megabytes
-/// per layer, which measured 5 % of a U-Net training step.
-pub(crate) fn buffer_to_overwrite(len: usize) -> Vec<f32> {
-    let mut buffer = Vec::with_capacity(len);
-    // SAFETY: f32 has no invalid bit patterns, and every caller writes all `len` values
-    // (a full GEMM output with read_dst = false, or an explicit store per element) first.
-    unsafe { buffer.set_len(len) };
-    buffer
 }
 
 /// GEMM parallelism for one call: the tiles already spread over the threads when there are
@@ -479,68 +486,74 @@ fn forward(
     algorithm: Algorithm,
 ) -> Vec<f32> {
     let (k, p) = (g.k(), g.p());
-    // Every column tile's GEMM writes all its rows (every Winograd tile its outputs).
-    let mut out = buffer_to_overwrite(g.batch * g.c_out * p);
-    if algorithm.winograd(g) {
-        let sizes = Winograd {
-            batch: g.batch,
-            c_in: g.c_in,
-            c_out: g.c_out,
-            height: g.height,
-            width: g.width,
-            padding: g.padding,
-            out_h: g.out_h,
-            out_w: g.out_w,
-        };
-        conv3x3(&sizes, x, w, epilogue, &mut out);
-        return out;
-    }
-    if algorithm.dot(g) {
-        let mut rows = buffer_to_overwrite(p * k);
-        for n in 0..g.batch {
-            let image = &x[n * g.c_in * g.plane()..(n + 1) * g.c_in * g.plane()];
-            im2row(image, g, &mut rows);
-            let out_image = &mut out[n * g.c_out * p..(n + 1) * g.c_out * p];
-            dot::gemm_rows_by_rows(g.c_out, p, k, w, &rows, epilogue, out_image);
-        }
-        return out;
-    }
-    let tiles = g.tiles();
-    let parallelism = inner_parallelism(tiles.len());
-    let out_ptr = SharedMut(out.as_mut_ptr());
-    for n in 0..g.batch {
-        let image = &x[n * g.c_in * g.plane()..(n + 1) * g.c_in * g.plane()];
-        let out_image = n * g.c_out * p;
-        tiles.par_iter().for_each_init(Vec::new, |col, &(p0, p1)| {
-            let t = p1 - p0;
-            let rhs = if g.is_pointwise() {
-                (image[p0..].as_ptr(), p, 1)
-            } else {
-                col.resize(k * t, 0.0);
-                im2col(image, g, p0, p1, col);
-                (col.as_ptr(), t, 1)
-            };
-            let dst = out_ptr.at(out_image + p0);
-            // Tiles write disjoint columns of this image's output.
-            unsafe {
-                matmul(
-                    g.c_out,
-                    t,
-                    k,
-                    (dst, p, 1),
-                    (w.as_ptr(), k, 1),
-                    rhs,
-                    false,
-                    parallelism,
-                );
+    // SAFETY: each path writes all batch * c_out * p outputs: every Winograd tile its outputs,
+    // the dot products every (row, position) of each image, and the GEMM path every column
+    // tile of each image (the tiles cover 0..p) in all c_out rows.
+    unsafe {
+        written_by(g.batch * g.c_out * p, |out| {
+            if algorithm.winograd(g) {
+                let sizes = Winograd {
+                    batch: g.batch,
+                    c_in: g.c_in,
+                    c_out: g.c_out,
+                    height: g.height,
+                    width: g.width,
+                    padding: g.padding,
+                    out_h: g.out_h,
+                    out_w: g.out_w,
+                };
+                conv3x3(&sizes, x, w, epilogue, out);
+                return;
             }
-            for co in 0..g.c_out {
-                let row = unsafe { std::slice::from_raw_parts_mut(dst.add(co * p), t) };
-                row.iter_mut().for_each(|v| *v = epilogue.apply(co, *v));
+            if algorithm.dot(g) {
+                for n in 0..g.batch {
+                    let image = &x[n * g.c_in * g.plane()..(n + 1) * g.c_in * g.plane()];
+                    // SAFETY: im2row writes all p x k values.
+                    let rows = written_by(p * k, |rows| im2row(image, g, rows));
+                    let out_image = &mut out[n * g.c_out * p..(n + 1) * g.c_out * p];
+                    dot::gemm_rows_by_rows(g.c_out, p, k, w, &rows, epilogue, out_image);
+                }
+                return;
             }
-        });
+            let tiles = g.tiles();
+            let parallelism = inner_parallelism(tiles.len());
+            let out_ptr = SharedMut(out.as_mut_ptr().cast());
+            for n in 0..g.batch {
+                let image = &x[n * g.c_in * g.plane()..(n + 1) * g.c_in * g.plane()];
+                let out_image = n * g.c_out * p;
+                tiles.par_iter().for_each_init(Vec::new, |col, &(p0, p1)| {
+                    let t = p1 - p0;
+                    let rhs = if g.is_pointwise() {
+                        (image[p0..].as_ptr(), p, 1)
+                    } else {
+                        col.resize(k * t, 0.0);
+                        im2col(image, g, p0, p1, col);
+                        (col.as_ptr(), t, 1)
+                    };
+                    let dst = out_ptr.at(out_image + p0);
+                    // SAFETY: columns p0..p1 of this image's c_out x p output, row stride p,
+                    // lie inside `out`; tiles are disjoint column ranges, so no two threads
+                    // write the same element; w holds c_out x k, rhs k x t.
+                    matmul(
+                        g.c_out,
+                        t,
+                        k,
+                        (dst, p, 1),
+                        (w.as_ptr(), k, 1),
+                        rhs,
+                        false,
+                        parallelism,
+                    );
+                    for co in 0..g.c_out {
+                        // SAFETY: the same tile's t columns of row co, which the GEMM just
+                        // initialised and only this thread touches.
+                        let row = std::slice::from_raw_parts_mut(dst.add(co * p), t);
+                        row.iter_mut().for_each(|v| *v = epilogue.apply(co, *v));
+                    }
+                });
+            }
+        })
     }
-    out
 }
 
 /// relu(conv(x, w) + b), or relu(scale * conv(x, w) + b) when `scaled`: the forward op, and
@@ -755,6 +768,8 @@ impl CustomOp2 for InputGrad {
             let dy_image = &dy[n * g.c_out * p..(n + 1) * g.c_out * p];
             if g.is_pointwise() {
                 let threads = rayon::current_num_threads().max(1);
+                // SAFETY: dx_image holds k x p values (k = c_in for a 1x1 kernel), w c_out x k,
+                // dy_image c_out x p; one GEMM at a time writes dx_image.
                 unsafe {
                     matmul(
                         k,
@@ -782,6 +797,8 @@ impl CustomOp2 for InputGrad {
                     for &(p0, p1) in group {
                         let t = p1 - p0;
                         col.resize(k * t, 0.0);
+                        // SAFETY: col was just sized to k x t, this thread's own; w holds
+                        // c_out x k, and columns p0..p1 of dy_image (row stride p) c_out x t.
                         unsafe {
                             matmul(
                                 k,
@@ -811,17 +828,21 @@ impl CustomOp2 for InputGrad {
 /// convolution as a forward one.
 fn rotate_and_transpose(w: &[f32], g: &Geometry) -> Vec<f32> {
     let taps = g.kh * g.kw;
-    let mut rotated = buffer_to_overwrite(w.len());
-    for co in 0..g.c_out {
-        for ci in 0..g.c_in {
-            let src = &w[(co * g.c_in + ci) * taps..][..taps];
-            let dst = &mut rotated[(ci * g.c_out + co) * taps..][..taps];
-            for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
-                *d = *s;
+    // SAFETY: (co, ci) runs over all c_out x c_in kernels, each writing its taps values, and
+    // w.len() = c_out x c_in x taps.
+    unsafe {
+        written_by(w.len(), |rotated| {
+            for co in 0..g.c_out {
+                for ci in 0..g.c_in {
+                    let src = &w[(co * g.c_in + ci) * taps..][..taps];
+                    let dst = &mut rotated[(ci * g.c_out + co) * taps..][..taps];
+                    for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                        d.write(*s);
+                    }
+                }
             }
-        }
+        })
     }
-    rotated
 }
 
 /// The weight gradient: `dw = sum over images of dy * im2col(x)^T`.
@@ -875,6 +896,9 @@ impl CustomOp2 for WeightGrad {
                             im2col(image, &g, p0, p1, &mut col);
                             (col.as_ptr(), 1, t)
                         };
+                        // SAFETY: acc (this thread's own) holds c_out x k, initialised (the
+                        // GEMM accumulates); dy_image's columns p0..p1 (row stride p) c_out x t;
+                        // cols_t t x k inside `image` or `col`.
                         unsafe {
                             matmul(
                                 c_out,

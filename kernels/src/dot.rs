@@ -14,6 +14,8 @@
 //! AVX2 + FMA only (x86-64); [`available`] says whether this CPU runs it, and the caller
 //! takes the general path otherwise.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use crate::conv2d::Epilogue;
@@ -37,7 +39,8 @@ pub(crate) fn available() -> bool {
 
 /// `out[i * n + j] = epilogue(i, sum_k w[i * k + kk] * cols[j * k + kk])` for `i < m`,
 /// `j < n`. `w` holds `m` rows of `k`, `cols` `n` rows of `k`, `out` `m` rows of `n`; rows of
-/// `out` spread over the threads.
+/// `out` spread over the threads. Writes all `m * n` values of `out`, which may be
+/// uninitialised.
 ///
 /// # Panics
 /// If [`available`] is false, or a slice is shorter than its sizes say.
@@ -49,7 +52,7 @@ pub(crate) fn gemm_rows_by_rows(
     w: &[f32],
     cols: &[f32],
     epilogue: Epilogue,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) {
     assert!(available(), "the dot-product kernel needs AVX2 and FMA");
     assert!(
@@ -67,7 +70,9 @@ pub(crate) fn gemm_rows_by_rows(
         .for_each(|(t, out)| {
             let i0 = t * rows;
             let count = out.len() / n;
-            // SAFETY: available() checked above; the slices cover rows i0..i0 + count.
+            // SAFETY: available() checked above (the CPU has the AVX2 and FMA that block's
+            // target_feature needs); the slices cover rows i0..i0 + count: w's rows of k and
+            // out's rows of n, and cols all n rows of k (lengths asserted above).
             #[cfg(target_arch = "x86_64")]
             unsafe {
                 avx2::block(
@@ -88,9 +93,14 @@ pub(crate) fn gemm_rows_by_rows(
 mod avx2 {
     use super::{Epilogue, MR, NR};
     use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
 
     /// One task's rows, output channels `first..first + m`: every micro-tile of `m` weight
     /// rows by `n` column rows.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; `w` holds `m` rows of `k`, `cols` `n` rows of `k`, `out` `m`
+    /// rows of `n` (the micro-tiles read through raw pointers within these).
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn block(
@@ -101,7 +111,7 @@ mod avx2 {
         cols: &[f32],
         first: usize,
         epilogue: Epilogue,
-        out: &mut [f32],
+        out: &mut [MaybeUninit<f32>],
     ) {
         for i0 in (0..m).step_by(MR) {
             for j0 in (0..n).step_by(NR) {
@@ -127,7 +137,7 @@ mod avx2 {
                 for (di, row) in sums.iter().enumerate().take((m - i0).min(MR)) {
                     let i = i0 + di;
                     for (dj, &s) in row.iter().enumerate().take((n - j0).min(NR)) {
-                        out[i * n + j0 + dj] = epilogue.apply(first + i, s);
+                        out[i * n + j0 + dj].write(epilogue.apply(first + i, s));
                     }
                 }
             }
@@ -135,6 +145,10 @@ mod avx2 {
     }
 
     /// `sums[i][j] = sum_kk a[i * k + kk] * b[j * k + kk]` for `R` rows of `a` and `C` of `b`.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; `a` points at `R` rows of `k` floats and `b` at `C` rows of
+    /// `k`, all readable.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn tile<const R: usize, const C: usize>(
@@ -170,6 +184,8 @@ mod avx2 {
         }
     }
 
+    /// # Safety
+    /// The CPU has AVX2 (the function only reads its argument).
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn horizontal_sum(v: __m256) -> f32 {
@@ -208,7 +224,8 @@ mod tests {
             let bias: Vec<f32> = (0..m).map(|i| i as f32 * 0.25 - 1.0).collect();
             let scale: Vec<f32> = (0..m).map(|i| 1.5 - i as f32 * 0.125).collect();
             for (relu, scaled) in [(false, false), (true, false), (true, true)] {
-                let mut out = vec![f32::NAN; m * n];
+                // NaN where a value was not written: the comparison below fails on it.
+                let mut out = vec![MaybeUninit::new(f32::NAN); m * n];
                 let epilogue = Epilogue {
                     scale: scaled.then_some(&scale[..]),
                     bias: &bias,
@@ -223,7 +240,8 @@ mod tests {
                         let s = if scaled { scale[i] as f64 } else { 1.0 };
                         let want = s * dot + bias[i] as f64;
                         let want = if relu { want.max(0.0) } else { want };
-                        let got = out[i * n + j] as f64;
+                        // SAFETY: every element was initialised (NaN) above.
+                        let got = unsafe { out[i * n + j].assume_init() } as f64;
                         assert!(
                             (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
                             "m{m} n{n} k{k} relu {relu} at ({i}, {j}): {got} vs {want}"

@@ -21,6 +21,7 @@
 //! devices).
 
 mod batch_norm;
+mod buffer;
 mod conv2d;
 mod dot;
 mod max_pool;

@@ -3,10 +3,13 @@
 //! (row-major), as PyTorch's does. (Candle 0.11's own max_pool2d backward is wrong, and the
 //! previous workarounds, reshape + max or a maximum over shifted views, make several passes.)
 
+use std::mem::MaybeUninit;
+
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::conv2d::{buffer_to_overwrite, f32_slice};
+use crate::buffer::written_by;
+use crate::conv2d::f32_slice;
 
 /// # Shapes
 /// (N, C, H, W) -> (N, C, H / 2, W / 2); an odd last row or column is dropped, as PyTorch floors.
@@ -92,7 +95,13 @@ impl MaxPool {
 
     /// One plane without NaN: the maximum over each window's rows for every column (a
     /// vectorised pass per output row), then over the window's columns.
-    fn pool_plane(&self, plane: &[f32], p: &Planes, dst: &mut [f32], rows_max: &mut Vec<f32>) {
+    fn pool_plane(
+        &self,
+        plane: &[f32],
+        p: &Planes,
+        dst: &mut [MaybeUninit<f32>],
+        rows_max: &mut Vec<f32>,
+    ) {
         rows_max.resize(p.w, 0.0);
         for (oy, dst_row) in dst.chunks_exact_mut(p.out_w).enumerate() {
             let y0 = (oy * self.stride).saturating_sub(self.padding);
@@ -106,9 +115,11 @@ impl MaxPool {
             for (ox, d) in dst_row.iter_mut().enumerate() {
                 let x0 = (ox * self.stride).saturating_sub(self.padding);
                 let x1 = (ox * self.stride + self.kernel - self.padding).min(p.w);
-                *d = rows_max[x0 + 1..x1]
-                    .iter()
-                    .fold(rows_max[x0], |m, &v| m.max(v));
+                d.write(
+                    rows_max[x0 + 1..x1]
+                        .iter()
+                        .fold(rows_max[x0], |m, &v| m.max(v)),
+                );
             }
         }
     }
@@ -123,21 +134,26 @@ impl CustomOp1 for MaxPool {
         let p = self.planes(layout.dims())?;
         let x = f32_slice(storage, layout)?;
         let (h, w, oh, ow) = (p.h, p.w, p.out_h, p.out_w);
-        let mut out = buffer_to_overwrite(p.count * oh * ow);
-        out.par_chunks_mut(oh * ow)
-            .zip(x.par_chunks(h * w))
-            .for_each_init(Vec::new, |rows_max, (dst, plane)| {
-                // NaN is rare and must win: such planes take the window search.
-                if plane.iter().fold(false, |nan, v| nan | v.is_nan()) {
-                    for oy in 0..oh {
-                        for ox in 0..ow {
-                            dst[oy * ow + ox] = plane[self.argmax(plane, &p, oy, ox)];
+        // SAFETY: output and input planes pair up one to one (p.count of each), and both
+        // branches write all oh * ow values of their output plane.
+        let out = unsafe {
+            written_by(p.count * oh * ow, |out| {
+                out.par_chunks_mut(oh * ow)
+                    .zip(x.par_chunks(h * w))
+                    .for_each_init(Vec::new, |rows_max, (dst, plane)| {
+                        // NaN is rare and must win: such planes take the window search.
+                        if plane.iter().fold(false, |nan, v| nan | v.is_nan()) {
+                            for oy in 0..oh {
+                                for ox in 0..ow {
+                                    dst[oy * ow + ox].write(plane[self.argmax(plane, &p, oy, ox)]);
+                                }
+                            }
+                        } else {
+                            self.pool_plane(plane, &p, dst, rows_max);
                         }
-                    }
-                } else {
-                    self.pool_plane(plane, &p, dst, rows_max);
-                }
-            });
+                    });
+            })
+        };
         let dims = layout.dims();
         Ok((
             CpuStorage::F32(out),

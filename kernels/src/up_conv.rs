@@ -3,12 +3,15 @@
 //! the layer is one GEMM `(C_out k k, C_in) x (C_in, H W)` whose rows are then scattered into
 //! the windows, bias added on the way.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{bail, CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
 use crate::batch_norm::channel_sums;
-use crate::conv2d::{buffer_to_overwrite, f32_slice, matmul};
+use crate::buffer::written_by;
+use crate::conv2d::{f32_slice, matmul};
 
 /// `conv_transpose2d(x, weight, stride = k) + bias` on the CPU, differentiable in all three.
 ///
@@ -86,8 +89,9 @@ fn threads() -> usize {
 }
 
 /// Output channel planes from the GEMM rows of one image: row `(co, i, j)`, column `(y, x)`
-/// goes to `(co, k y + i, k x + j)`.
-fn scatter(rows: &[f32], g: &Geometry, bias: &[f32], out: &mut [f32]) {
+/// goes to `(co, k y + i, k x + j)`. Writes every value of `out` (C_out k H k W): the k x k
+/// window offsets (i, j) cover each output plane exactly once.
+fn scatter(rows: &[f32], g: &Geometry, bias: &[f32], out: &mut [MaybeUninit<f32>]) {
     out.par_chunks_mut(g.out_plane())
         .enumerate()
         .for_each(|(co, plane)| {
@@ -98,7 +102,7 @@ fn scatter(rows: &[f32], g: &Geometry, bias: &[f32], out: &mut [f32]) {
                     for y in 0..g.height {
                         let dst = &mut plane[(g.k * y + i) * out_w + j..];
                         for (x, v) in row[y * g.width..(y + 1) * g.width].iter().enumerate() {
-                            dst[g.k * x] = v + bias[co];
+                            dst[g.k * x].write(v + bias[co]);
                         }
                     }
                 }
@@ -108,21 +112,25 @@ fn scatter(rows: &[f32], g: &Geometry, bias: &[f32], out: &mut [f32]) {
 
 /// The inverse reshuffle: one image's output gradient as GEMM rows (C_out k k, H W).
 fn gather(dy: &[f32], g: &Geometry) -> Vec<f32> {
-    let mut rows = buffer_to_overwrite(g.rows() * g.hw());
-    rows.par_chunks_mut(g.hw())
-        .enumerate()
-        .for_each(|(r, row)| {
-            let (co, i, j) = (r / (g.k * g.k), (r / g.k) % g.k, r % g.k);
-            let plane = &dy[co * g.out_plane()..(co + 1) * g.out_plane()];
-            let out_w = g.width * g.k;
-            for y in 0..g.height {
-                let src = &plane[(g.k * y + i) * out_w + j..];
-                for (x, v) in row[y * g.width..(y + 1) * g.width].iter_mut().enumerate() {
-                    *v = src[g.k * x];
-                }
-            }
-        });
-    rows
+    // SAFETY: every row (C_out k k of them) writes its H W values, y by y and x by x.
+    unsafe {
+        written_by(g.rows() * g.hw(), |rows| {
+            rows.par_chunks_mut(g.hw())
+                .enumerate()
+                .for_each(|(r, row)| {
+                    let (co, i, j) = (r / (g.k * g.k), (r / g.k) % g.k, r % g.k);
+                    let plane = &dy[co * g.out_plane()..(co + 1) * g.out_plane()];
+                    let out_w = g.width * g.k;
+                    for y in 0..g.height {
+                        let src = &plane[(g.k * y + i) * out_w + j..];
+                        let dst = &mut row[y * g.width..(y + 1) * g.width];
+                        for (x, v) in dst.iter_mut().enumerate() {
+                            v.write(src[g.k * x]);
+                        }
+                    }
+                });
+        })
+    }
 }
 
 struct UpConv;
@@ -155,26 +163,31 @@ impl CustomOp3 for UpConv {
             );
         }
         let image_out = g.c_out * g.out_plane();
-        // The GEMM writes every row; the scatter every output element.
-        let mut out = buffer_to_overwrite(g.batch * image_out);
-        let mut rows = buffer_to_overwrite(g.rows() * g.hw());
-        for (n, out_image) in out.chunks_exact_mut(image_out).enumerate() {
-            let x_image = &x[n * g.c_in * g.hw()..(n + 1) * g.c_in * g.hw()];
-            // rows (C_out k k, HW) = w^T (C_out k k, C_in) x x (C_in, HW).
-            unsafe {
-                matmul(
-                    g.rows(),
-                    g.hw(),
-                    g.c_in,
-                    (rows.as_mut_ptr(), g.hw(), 1),
-                    (w.as_ptr(), 1, g.rows()),
-                    (x_image.as_ptr(), g.hw(), 1),
-                    false,
-                    Parallelism::Rayon(threads()),
-                );
-            }
-            scatter(&rows, &g, b, out_image);
-        }
+        // SAFETY: the scatter writes every value of each image's output.
+        let out = unsafe {
+            written_by(g.batch * image_out, |out| {
+                for (n, out_image) in out.chunks_exact_mut(image_out).enumerate() {
+                    let x_image = &x[n * g.c_in * g.hw()..(n + 1) * g.c_in * g.hw()];
+                    // rows (C_out k k, HW) = w^T (C_out k k, C_in) x x (C_in, HW).
+                    // SAFETY: the GEMM (read_dst false) writes all rows() x hw() values of
+                    // `rows`, reading hw() x c_in of `x_image` and c_in x rows() of `w`,
+                    // which their lengths hold (checked by Geometry::new).
+                    let rows = written_by(g.rows() * g.hw(), |rows| {
+                        matmul(
+                            g.rows(),
+                            g.hw(),
+                            g.c_in,
+                            (rows.as_mut_ptr().cast(), g.hw(), 1),
+                            (w.as_ptr(), 1, g.rows()),
+                            (x_image.as_ptr(), g.hw(), 1),
+                            false,
+                            Parallelism::Rayon(threads()),
+                        )
+                    });
+                    scatter(&rows, &g, b, out_image);
+                }
+            })
+        };
         Ok((CpuStorage::F32(out), Shape::from(g.out_dims().to_vec())))
     }
 
@@ -225,22 +238,26 @@ impl CustomOp2 for UpConvInputGrad {
             bail!("up_conv2d output gradient {dy_dims:?} does not match the forward's output");
         }
         let (dy, w) = (f32_slice(s_dy, l_dy)?, f32_slice(s_w, l_w)?);
-        let mut dx = buffer_to_overwrite(batch * g.c_in * g.hw());
-        for (n, dx_image) in dx.chunks_exact_mut(g.c_in * g.hw()).enumerate() {
-            let rows = gather(&dy[n * g.c_out * g.out_plane()..], &g);
-            unsafe {
-                matmul(
-                    g.c_in,
-                    g.hw(),
-                    g.rows(),
-                    (dx_image.as_mut_ptr(), g.hw(), 1),
-                    (w.as_ptr(), g.rows(), 1),
-                    (rows.as_ptr(), g.hw(), 1),
-                    false,
-                    Parallelism::Rayon(threads()),
-                );
-            }
-        }
+        // SAFETY: per image, the GEMM (read_dst false) writes all c_in x hw() values of its
+        // part of dx, reading c_in x rows() of `w` and rows() x hw() of `rows`, which their
+        // lengths hold.
+        let dx = unsafe {
+            written_by(batch * g.c_in * g.hw(), |dx| {
+                for (n, dx_image) in dx.chunks_exact_mut(g.c_in * g.hw()).enumerate() {
+                    let rows = gather(&dy[n * g.c_out * g.out_plane()..], &g);
+                    matmul(
+                        g.c_in,
+                        g.hw(),
+                        g.rows(),
+                        (dx_image.as_mut_ptr().cast(), g.hw(), 1),
+                        (w.as_ptr(), g.rows(), 1),
+                        (rows.as_ptr(), g.hw(), 1),
+                        false,
+                        Parallelism::Rayon(threads()),
+                    );
+                }
+            })
+        };
         Ok((CpuStorage::F32(dx), Shape::from(x_dims.to_vec())))
     }
 }
@@ -273,6 +290,8 @@ impl CustomOp2 for UpConvWeightGrad {
         let mut dw = vec![0f32; g.c_in * g.rows()];
         for n in 0..g.batch {
             let rows = gather(&dy[n * g.c_out * g.out_plane()..], &g);
+            // SAFETY: dw holds c_in x rows() values, image n of `x` c_in x hw() from its
+            // start, `rows` rows() x hw(): every index the GEMM touches is inside them.
             unsafe {
                 matmul(
                     g.c_in,

@@ -10,6 +10,8 @@
 //! transforms only add and subtract (with halves in G), so the results match the direct
 //! convolution to a few ULPs of the sums.
 
+use std::mem::MaybeUninit;
+
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -76,8 +78,16 @@ fn transform_weights(w: &[f32], c_out: usize, c_in: usize, scale: Option<&[f32]>
 }
 
 /// `out = epilogue(conv(x, w))` for a 3x3 kernel, stride 1; `out` holds
-/// `batch * c_out * out_h * out_w` floats and is overwritten.
-pub(crate) fn conv3x3(s: &Winograd, x: &[f32], w: &[f32], epilogue: Epilogue, out: &mut [f32]) {
+/// `batch * c_out * out_h * out_w` floats and is overwritten, every one of them (so it may
+/// be uninitialised): the blocks cover all tile rows, each tile row's two output rows (the
+/// second only when inside the image) take all `out_w` columns of every channel.
+pub(crate) fn conv3x3(
+    s: &Winograd,
+    x: &[f32],
+    w: &[f32],
+    epilogue: Epilogue,
+    out: &mut [MaybeUninit<f32>],
+) {
     let u = transform_weights(w, s.c_out, s.c_in, epilogue.scale);
     let (b, relu) = (epilogue.bias, epilogue.relu);
     let tw = s.tiles_w();
@@ -94,7 +104,8 @@ pub(crate) fn conv3x3(s: &Winograd, x: &[f32], w: &[f32], epilogue: Epilogue, ou
     };
     let plane = s.height * s.width;
     let out_plane = s.out_h * s.out_w;
-    let out_ptr = SharedMut(out.as_mut_ptr());
+    assert!(out.len() >= s.batch * s.c_out * out_plane);
+    let out_ptr = SharedMut(out.as_mut_ptr().cast());
     for n in 0..s.batch {
         let image = &x[n * s.c_in * plane..(n + 1) * s.c_in * plane];
         let out_image = SharedMut(out_ptr.at(n * s.c_out * out_plane));
@@ -107,6 +118,9 @@ pub(crate) fn conv3x3(s: &Winograd, x: &[f32], w: &[f32], epilogue: Epilogue, ou
                 transform_inputs(s, image, ty0, ty1, v, scratch);
                 for xi in 0..16 {
                     // M[xi] (C_out x tb) = U[xi] (C_out x C_in) * V[xi] (C_in x tb).
+                    // SAFETY: m and v (this thread's own) were sized to 16 of these blocks
+                    // just above, u holds 16 C_out x C_in blocks; slice indexing checks each
+                    // block's start.
                     unsafe {
                         matmul(
                             s.c_out,
@@ -354,18 +368,24 @@ fn transform_outputs_body(
                 if oy >= s.out_h {
                     continue;
                 }
-                // SAFETY: the row lies in this image's output, and only this block writes it.
+                // SAFETY: the row lies in this image's output (co < c_out, oy < out_h, and
+                // conv3x3 checked the buffer's length), and only this block writes it. It may
+                // be uninitialised, hence MaybeUninit.
                 let row = unsafe {
-                    std::slice::from_raw_parts_mut(dst.at(co * out_plane + oy * s.out_w), s.out_w)
+                    std::slice::from_raw_parts_mut(
+                        dst.at(co * out_plane + oy * s.out_w)
+                            .cast::<MaybeUninit<f32>>(),
+                        s.out_w,
+                    )
                 };
                 let (y0, y1) = y[2 * a * tw..(2 * a + 2) * tw].split_at(tw);
                 let pairs = s.out_w / 2;
                 for (pair, (&left, &right)) in row.chunks_exact_mut(2).zip(y0.iter().zip(y1)) {
-                    pair[0] = left;
-                    pair[1] = right;
+                    pair[0].write(left);
+                    pair[1].write(right);
                 }
                 if s.out_w % 2 == 1 {
-                    row[s.out_w - 1] = y0[pairs];
+                    row[s.out_w - 1].write(y0[pairs]);
                 }
             }
         }
