@@ -203,7 +203,21 @@ mod tests {
     #[test]
     fn matches_a_plain_triple_loop_on_edge_sizes() {
         if !available() {
-            eprintln!("skipped: this CPU has no AVX2 + FMA");
+            // What this CPU can check: the kernel refuses to run, as its doc says.
+            let refused = std::panic::catch_unwind(|| {
+                let mut out = [MaybeUninit::new(0f32)];
+                let epilogue = Epilogue {
+                    scale: None,
+                    bias: &[0.0],
+                    relu: false,
+                };
+                gemm_rows_by_rows(1, 1, 1, &[1.0], &[1.0], epilogue, &mut out);
+            });
+            assert!(
+                refused.is_err(),
+                "the dot kernel ran on a CPU without AVX2 + FMA"
+            );
+            eprintln!("this CPU has no AVX2 + FMA: checked only that the kernel refuses to run");
             return;
         }
         // Every edge micro-tile (m, n not multiples of 4, 3) and K with and without a tail.

@@ -94,11 +94,23 @@ mod tests {
     }
 
     #[test]
-    fn cpu_build_falls_back_with_a_reason() {
+    fn unavailable_cuda_falls_back_to_the_cpu_with_a_reason() {
+        // No machine has a 10 000th GPU: with or without CUDA in the build, this falls back,
+        // and the reason names the request.
+        let selected = select_device(DeviceChoice::Cuda(9999));
+        assert!(selected.device.is_cpu());
+        assert!(selected.fallback_reason.unwrap().contains("cuda:9999"));
         let selected = select_device(DeviceChoice::Cuda(0));
-        if !candle_core::utils::cuda_is_available() {
+        if candle_core::utils::cuda_is_available() {
+            // A CUDA build: cuda:0 opens, or the reason says why it could not.
+            match selected.fallback_reason {
+                None => assert_eq!(selected.label, "cuda:0"),
+                Some(reason) => assert!(reason.contains("cuda:0 could not be opened"), "{reason}"),
+            }
+        } else {
             assert!(selected.device.is_cpu());
-            assert!(selected.fallback_reason.unwrap().contains("cuda:0"));
+            let reason = selected.fallback_reason.unwrap();
+            assert!(reason.contains("cuda:0") && reason.contains("no CUDA support"), "{reason}");
         }
         assert!(select_device(DeviceChoice::Cpu).fallback_reason.is_none());
     }
