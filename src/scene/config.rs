@@ -1,6 +1,51 @@
+//! The generator's configuration: what every scene is sampled from, read from YAML.
+
 use std::path::PathBuf;
 
+use rand::Rng;
 use serde::{Deserialize, Serialize};
+
+pub use super::appearance::{ColourConfig, ImagingConfig, SurfaceConfig};
+pub use super::families::ShapeFamily;
+pub use super::mesh_io::{MeshSource, Units};
+pub use super::sensor::{DepthModel, SensorConfig};
+
+/// A value given either as one number or as a range `[low, high]` drawn uniformly per scene.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Span {
+    Fixed(f64),
+    Range([f64; 2]),
+}
+
+impl Span {
+    /// A fixed value consumes no randomness, so configs without ranges keep their streams.
+    pub fn sample(self, rng: &mut impl Rng) -> f64 {
+        match self {
+            Span::Fixed(v) => v,
+            Span::Range([lo, hi]) if hi > lo => rng.gen_range(lo..=hi),
+            Span::Range([lo, _]) => lo,
+        }
+    }
+
+    pub fn bounds(self) -> [f64; 2] {
+        match self {
+            Span::Fixed(v) => [v, v],
+            Span::Range(r) => r,
+        }
+    }
+
+    fn check(self, name: &str, min: f64, max: f64) -> Result<(), String> {
+        let [lo, hi] = self.bounds();
+        if lo.is_finite() && hi.is_finite() && min <= lo && lo <= hi && hi <= max {
+            Ok(())
+        } else {
+            Err(format!(
+                "{name} must be a number or [low, high] within {min}..{max} with low <= high, got {self:?}"
+            ))
+        }
+    }
+}
 
 /// Everything the generator samples from, with the defaults of a bin-picking cell seen by a
 /// RealSense-class RGB-D camera. Read from YAML (`--config FILE`); omitted keys keep their
@@ -10,8 +55,11 @@ use serde::{Deserialize, Serialize};
 pub struct SceneConfig {
     pub bin: BinConfig,
     pub objects: ObjectsConfig,
+    pub floor: FloorConfig,
     pub camera: CameraConfig,
     pub lighting: LightingConfig,
+    /// The colour camera's exposure, white balance, noise and blur.
+    pub imaging: ImagingConfig,
     pub sensor: SensorConfig,
     pub gripper: GripperConfig,
     pub suction: SuctionConfig,
@@ -32,8 +80,10 @@ impl Default for SceneConfig {
         Self {
             bin: BinConfig::default(),
             objects: ObjectsConfig::default(),
+            floor: FloorConfig::default(),
             camera: CameraConfig::default(),
             lighting: LightingConfig::default(),
+            imaging: ImagingConfig::default(),
             sensor: SensorConfig::default(),
             gripper: GripperConfig::default(),
             suction: SuctionConfig::default(),
@@ -45,46 +95,75 @@ impl Default for SceneConfig {
     }
 }
 
-/// An open box resting on the cell floor, centred on the cell origin.
+/// An open box resting on the cell floor, centred on the cell origin. Every size may be a
+/// range drawn per scene.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BinConfig {
     /// Inner length (x) and width (y), metres.
-    pub inner_size_m: [f64; 2],
-    pub wall_height_m: f64,
-    pub wall_thickness_m: f64,
-    pub floor_thickness_m: f64,
+    pub inner_size_m: [Span; 2],
+    pub wall_height_m: Span,
+    pub wall_thickness_m: Span,
+    pub floor_thickness_m: Span,
+    /// Turn about the vertical, degrees (the bin's sides need not line up with the camera).
+    pub yaw_deg: Span,
+    /// Tilt of the whole bin about a horizontal axis of random direction, degrees (a bin on
+    /// a rack or an uneven floor). Only with `objects.placement: physics`.
+    pub tilt_deg: Span,
+    /// The colour when `colours` is not given, 8-bit RGB.
     pub color: [u8; 3],
+    /// Colours drawn per scene (hue, saturation, value ranges); overrides `color`.
+    pub colours: Option<ColourConfig>,
+    /// Finish and texture; absent: matte and plain.
+    pub surface: Option<SurfaceConfig>,
 }
 
 impl Default for BinConfig {
     fn default() -> Self {
         Self {
-            inner_size_m: [0.56, 0.38],
-            wall_height_m: 0.16,
-            wall_thickness_m: 0.012,
-            floor_thickness_m: 0.012,
+            inner_size_m: [Span::Fixed(0.56), Span::Fixed(0.38)],
+            wall_height_m: Span::Fixed(0.16),
+            wall_thickness_m: Span::Fixed(0.012),
+            floor_thickness_m: Span::Fixed(0.012),
+            yaw_deg: Span::Fixed(0.0),
+            tilt_deg: Span::Fixed(0.0),
             color: [60, 90, 140],
+            colours: None,
+            surface: None,
         }
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ShapeKind {
-    Box,
-    Cylinder,
-    Prism,
+/// The cell floor around the bin.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FloorConfig {
+    /// Absent: a light grey with a slight tint.
+    pub colours: Option<ColourConfig>,
+    /// Absent: matte and plain.
+    pub surface: Option<SurfaceConfig>,
 }
 
 /// How object pixels are labelled in the semantic mask.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ObjectClasses {
-    /// One class per shape kind: box, cylinder, prism.
+    /// One class per shape family: box, cylinder, prism, then the other families drawn.
     ByShape,
     /// A single `object` class.
     Single,
+}
+
+/// How objects come to rest in the bin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// Lowered one by one onto the bin floor or a flat top, upright: the first generator's
+    /// scenes (box, cylinder and prism only).
+    Lowered,
+    /// Dropped into the bin at random orientations and settled by a rigid-body engine:
+    /// leaning, stacked, touching piles.
+    Physics,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -92,23 +171,42 @@ pub enum ObjectClasses {
 pub struct ObjectsConfig {
     /// Inclusive range of objects per scene.
     pub count: [usize; 2],
-    pub kinds: Vec<ShapeKind>,
-    /// Range of each dimension (box sides, cylinder diameter and height, prism base, height
-    /// and length), metres.
+    /// The families objects are drawn from, uniformly (`mesh`: the files of `meshes`).
+    #[serde(alias = "kinds")]
+    pub families: Vec<ShapeFamily>,
+    /// Mesh files (OBJ, STL, PLY), each a file or a folder, with their units.
+    pub meshes: Vec<MeshSource>,
+    /// Range of the largest dimension of a procedural object (and of each dimension of box,
+    /// cylinder and prism), metres. Mesh files keep their own size.
     pub size_m: [f64; 2],
     pub classes: ObjectClasses,
-    /// Placement attempts per object before it is left out.
+    pub placement: Placement,
+    /// Lowered placement: attempts per object before it is left out.
     pub placement_attempts: usize,
+    /// Physics: objects that end outside the bin stay on the floor (else they are removed).
+    pub keep_outside: bool,
+    /// Physics: Coulomb friction between objects and with the bin.
+    pub friction: Span,
+    /// Object colours; absent: any hue, saturation 0.45-0.9, value 0.5-0.95.
+    pub colours: Option<ColourConfig>,
+    /// Finish and texture; absent: plain plastic with a small highlight.
+    pub surface: Option<SurfaceConfig>,
 }
 
 impl Default for ObjectsConfig {
     fn default() -> Self {
         Self {
             count: [4, 10],
-            kinds: vec![ShapeKind::Box, ShapeKind::Cylinder, ShapeKind::Prism],
+            families: vec![ShapeFamily::Box, ShapeFamily::Cylinder, ShapeFamily::Prism],
+            meshes: Vec::new(),
             size_m: [0.035, 0.12],
             classes: ObjectClasses::ByShape,
+            placement: Placement::Lowered,
             placement_attempts: 40,
+            keep_outside: false,
+            friction: Span::Range([0.4, 0.9]),
+            colours: None,
+            surface: None,
         }
     }
 }
@@ -128,8 +226,10 @@ pub enum Viewpoint {
 pub struct CameraConfig {
     pub viewpoint: Viewpoint,
     /// Horizontal field of view; fx = fy = width / (2 tan(fov / 2)), principal point at the
-    /// image centre.
-    pub horizontal_fov_deg: f64,
+    /// image centre plus `principal_point_jitter_px`.
+    pub horizontal_fov_deg: Span,
+    /// Principal point offset from the image centre (each axis, +-), pixels.
+    pub principal_point_jitter_px: f64,
     /// Overhead: camera height above the cell floor, range in metres.
     pub overhead_height_m: [f64; 2],
     /// Overhead: horizontal position jitter (each axis, +-), metres.
@@ -150,7 +250,8 @@ impl Default for CameraConfig {
     fn default() -> Self {
         Self {
             viewpoint: Viewpoint::Overhead,
-            horizontal_fov_deg: 69.0,
+            horizontal_fov_deg: Span::Fixed(69.0),
+            principal_point_jitter_px: 0.0,
             overhead_height_m: [0.75, 0.85],
             overhead_jitter_m: 0.02,
             overhead_tilt_deg: 3.0,
@@ -171,8 +272,14 @@ pub struct LightingConfig {
     pub lights: [usize; 2],
     /// Intensity range of each light.
     pub intensity: [f64; 2],
+    /// Elevation of each light above the floor plane, range in degrees.
+    pub elevation_deg: [f64; 2],
+    /// Colour of each light (value scales nothing: intensity does); absent: white.
+    pub colours: Option<ColourConfig>,
     /// Blinn-Phong highlights.
     pub specular: bool,
+    /// Objects and bin walls cast shadows (one shadow ray per light and pixel).
+    pub shadows: bool,
 }
 
 impl Default for LightingConfig {
@@ -181,47 +288,10 @@ impl Default for LightingConfig {
             ambient: [0.25, 0.45],
             lights: [1, 3],
             intensity: [0.4, 0.8],
+            elevation_deg: [30.0, 85.0],
+            colours: None,
             specular: true,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DepthModel {
-    /// Exact depth, only quantised to millimetres.
-    Ideal,
-    /// Structured-light/stereo sensor: noise growing with distance, holes at depth
-    /// discontinuities and grazing angles, millimetre quantisation.
-    Realistic,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SensorConfig {
-    pub depth_model: DepthModel,
-    /// Axial noise sigma(z) = a + b (z - c)^2 metres (Nguyen et al. 2012, Kinect):
-    /// [a, b, c].
-    pub noise_coefficients: [f64; 3],
-    /// A pixel next to a depth jump larger than this is a hole with `edge_hole_probability`.
-    pub edge_jump_m: f64,
-    pub edge_hole_probability: f64,
-    /// Surfaces seen more obliquely than this (angle between normal and view ray) give no
-    /// reading.
-    pub grazing_angle_deg: f64,
-    /// Readings beyond this are missing.
-    pub max_range_m: f64,
-}
-
-impl Default for SensorConfig {
-    fn default() -> Self {
-        Self {
-            depth_model: DepthModel::Realistic,
-            noise_coefficients: [0.0012, 0.0019, 0.4],
-            edge_jump_m: 0.02,
-            edge_hole_probability: 0.6,
-            grazing_angle_deg: 78.0,
-            max_range_m: 4.0,
+            shadows: false,
         }
     }
 }
@@ -245,6 +315,16 @@ pub struct GripperConfig {
     pub candidates_per_object: usize,
     /// Quality at or above which a collision-free, antipodal grasp is labelled a success.
     pub success_quality: f64,
+    /// Close along the surface normal at a random point of the object's outline (Dex-Net's
+    /// antipodal sampling) instead of along a random direction.
+    pub antipodal_sampling: bool,
+    /// Perturbed copies each candidate is also evaluated under (axis angle, offset,
+    /// friction); its quality is the mean. 0: the nominal grasp only.
+    pub robustness_samples: usize,
+    /// Largest perturbation of the jaw axis, degrees.
+    pub perturbation_angle_deg: f64,
+    /// Largest sideways perturbation of the jaw axis, metres.
+    pub perturbation_offset_m: f64,
 }
 
 impl Default for GripperConfig {
@@ -259,6 +339,10 @@ impl Default for GripperConfig {
             friction: 0.5,
             candidates_per_object: 8,
             success_quality: 0.5,
+            antipodal_sampling: false,
+            robustness_samples: 0,
+            perturbation_angle_deg: 5.0,
+            perturbation_offset_m: 0.003,
         }
     }
 }
@@ -344,23 +428,101 @@ impl SceneConfig {
                 self.objects.count
             ));
         }
-        if self.objects.kinds.is_empty() {
-            return Err("objects.kinds must list at least one of box, cylinder, prism".into());
+        if self.objects.families.is_empty() {
+            return Err(format!(
+                "objects.families must list at least one of {}",
+                ShapeFamily::ALL.map(ShapeFamily::name).join(", ")
+            ));
+        }
+        let wants_meshes = self.objects.families.contains(&ShapeFamily::Mesh);
+        if wants_meshes != !self.objects.meshes.is_empty() {
+            return Err(if wants_meshes {
+                "objects.families names mesh but objects.meshes lists no file or folder: add \
+                 `meshes: [{path: parts/, units: mm}]`"
+                    .into()
+            } else {
+                "objects.meshes is given but objects.families does not name mesh: add mesh to \
+                 families"
+                    .into()
+            });
+        }
+        if self.objects.placement == Placement::Lowered {
+            if let Some(f) = self.objects.families.iter().find(|f| {
+                !matches!(
+                    f,
+                    ShapeFamily::Box | ShapeFamily::Cylinder | ShapeFamily::Prism
+                )
+            }) {
+                return Err(format!(
+                    "objects.placement lowered only stands box, cylinder and prism upright; \
+                     family {} needs `placement: physics`",
+                    f.name()
+                ));
+            }
+            if self.bin.yaw_deg.bounds() != [0.0, 0.0] || self.bin.tilt_deg.bounds() != [0.0, 0.0]
+            {
+                return Err(
+                    "bin.yaw_deg and bin.tilt_deg need objects.placement: physics".into(),
+                );
+            }
         }
         if self.lighting.lights[0] > self.lighting.lights[1] {
             return Err("lighting.lights must be [low, high]".into());
         }
-        if !(1.0..=170.0).contains(&self.camera.horizontal_fov_deg) {
-            return Err("camera.horizontal_fov_deg must be within 1..170".into());
+        range("lighting.elevation_deg", self.lighting.elevation_deg, 1.0)?;
+        if self.lighting.elevation_deg[1] > 90.0 {
+            return Err("lighting.elevation_deg must stay at or below 90".into());
         }
-        if self
-            .bin
+        self.camera
+            .horizontal_fov_deg
+            .check("camera.horizontal_fov_deg", 1.0, 170.0)?;
+        if !(0.0..=1000.0).contains(&self.camera.principal_point_jitter_px) {
+            return Err("camera.principal_point_jitter_px must be within 0..1000".into());
+        }
+        if self.camera.overhead_tilt_deg > 60.0 || self.camera.overhead_tilt_deg < 0.0 {
+            return Err("camera.overhead_tilt_deg must be within 0..60".into());
+        }
+        let bin = &self.bin;
+        for (name, span, min, max) in [
+            ("bin.inner_size_m[0]", bin.inner_size_m[0], 0.05, 5.0),
+            ("bin.inner_size_m[1]", bin.inner_size_m[1], 0.05, 5.0),
+            ("bin.wall_height_m", bin.wall_height_m, 0.0, 2.0),
+            ("bin.wall_thickness_m", bin.wall_thickness_m, 1e-3, 0.2),
+            ("bin.floor_thickness_m", bin.floor_thickness_m, 1e-3, 0.2),
+            ("bin.yaw_deg", bin.yaw_deg, -180.0, 180.0),
+            ("bin.tilt_deg", bin.tilt_deg, 0.0, 30.0),
+            ("objects.friction", self.objects.friction, 0.0, 5.0),
+        ] {
+            span.check(name, min, max)?;
+        }
+        if bin
             .inner_size_m
             .iter()
-            .any(|s| *s <= self.objects.size_m[1])
+            .any(|s| s.bounds()[0] <= self.objects.size_m[1])
         {
             return Err("bin.inner_size_m must exceed the largest object size".into());
         }
+        for (name, surface) in [
+            ("bin.surface", &bin.surface),
+            ("floor.surface", &self.floor.surface),
+            ("objects.surface", &self.objects.surface),
+        ] {
+            if let Some(surface) = surface {
+                surface.check().map_err(|e| format!("{name}: {e}"))?;
+            }
+        }
+        for (name, colours) in [
+            ("bin.colours", &bin.colours),
+            ("floor.colours", &self.floor.colours),
+            ("objects.colours", &self.objects.colours),
+            ("lighting.colours", &self.lighting.colours),
+        ] {
+            if let Some(colours) = colours {
+                colours.check().map_err(|e| format!("{name}: {e}"))?;
+            }
+        }
+        self.imaging.check().map_err(|e| format!("imaging: {e}"))?;
+        self.sensor.check().map_err(|e| format!("sensor: {e}"))?;
         if !(0.0..=1.0).contains(&self.sensor.edge_hole_probability) {
             return Err("sensor.edge_hole_probability must be within 0..1".into());
         }

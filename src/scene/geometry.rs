@@ -1,5 +1,14 @@
+//! Ray casting against the generator's solids: the analytic primitives (box, cylinder,
+//! prism) exactly, triangle meshes through parry's bounding-volume hierarchy.
+
+use std::sync::Arc;
+
 use nalgebra::{Isometry3, Matrix3, Point3, Vector3};
+use parry3d_f64::query::{PointQuery, RayCast};
 use serde::{Deserialize, Serialize};
+
+use super::families::ShapeFamily;
+use super::mesh::TriangleMesh;
 
 /// A ray `origin + t * direction`, `direction` of unit length, `t` in metres.
 #[derive(Clone, Copy, Debug)]
@@ -256,26 +265,200 @@ fn intersect_cylinder(radius: f64, half_height: f64, ray: &Ray, t_max: f64) -> O
     best.filter(|h| h.normal.dot(&d) < 0.0)
 }
 
-/// A shape placed in the world.
-#[derive(Clone, Copy, Debug)]
+/// A triangle mesh ready for queries: the mesh, its bounding-volume hierarchy (parry) and
+/// the points whose convex hull contains it. Its frame has the centre of mass at the origin.
+pub struct MeshSolid {
+    pub family: ShapeFamily,
+    /// The file it was read from (the `mesh` family).
+    pub source: Option<String>,
+    pub mesh: TriangleMesh,
+    /// Every edge shared by exactly two triangles: inside and outside are defined.
+    pub closed: bool,
+    trimesh: parry3d_f64::shape::TriMesh,
+    hull_points: Vec<Point3<f64>>,
+}
+
+impl std::fmt::Debug for MeshSolid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeshSolid")
+            .field("family", &self.family)
+            .field("source", &self.source)
+            .field("triangles", &self.mesh.triangles.len())
+            .field("closed", &self.closed)
+            .finish()
+    }
+}
+
+impl MeshSolid {
+    /// Builds the hierarchy; `None` when parry refuses the mesh (no triangles).
+    pub fn new(
+        family: ShapeFamily,
+        source: Option<String>,
+        mesh: TriangleMesh,
+        closed: bool,
+    ) -> Option<Self> {
+        let trimesh =
+            parry3d_f64::shape::TriMesh::new(mesh.vertices_m.clone(), mesh.triangles.clone())
+                .ok()?;
+        let (hull_points, _) = parry3d_f64::transformation::convex_hull(&mesh.vertices_m);
+        let hull_points = if hull_points.len() >= 4 {
+            hull_points
+        } else {
+            mesh.vertices_m.clone()
+        };
+        Some(Self {
+            family,
+            source,
+            mesh,
+            closed,
+            trimesh,
+            hull_points,
+        })
+    }
+
+    /// The vertices of the mesh's convex hull (the shape physics collides with).
+    pub fn hull_points(&self) -> &[Point3<f64>] {
+        &self.hull_points
+    }
+
+    fn intersect_local(&self, ray: &Ray, t_max: f64) -> Option<Hit> {
+        let parry_ray = parry3d_f64::query::Ray::new(ray.origin, ray.direction);
+        let hit = self
+            .trimesh
+            .cast_local_ray_and_get_normal(&parry_ray, t_max, false)?;
+        if hit.time_of_impact <= EPSILON_M {
+            return None;
+        }
+        // Open meshes show both sides: the normal faces the viewer.
+        let normal = if hit.normal.dot(&ray.direction) > 0.0 {
+            -hit.normal
+        } else {
+            hit.normal
+        };
+        Some(Hit {
+            t: hit.time_of_impact,
+            normal,
+        })
+    }
+
+    /// Distance to the surface, negative inside when the mesh is closed (unsigned otherwise).
+    fn signed_distance_local(&self, p: &Point3<f64>) -> f64 {
+        let projection = self.trimesh.project_local_point(p, false);
+        let distance = (projection.point - p).norm();
+        if self.closed && self.contains_local(p) {
+            -distance
+        } else {
+            distance
+        }
+    }
+
+    /// Inside a closed mesh: an odd number of crossings along a ray (parry's pseudo-normals
+    /// need a consistently oriented mesh; parity does not).
+    fn contains_local(&self, p: &Point3<f64>) -> bool {
+        // An irrational-ish direction avoids grazing edges and vertices of axis-aligned meshes.
+        let direction = Vector3::new(0.5773, 0.5774, 0.5775).normalize();
+        let mut origin = *p;
+        let mut crossings = 0;
+        for _ in 0..256 {
+            let ray = parry3d_f64::query::Ray::new(origin, direction);
+            match self.trimesh.cast_local_ray(&ray, f64::MAX, false) {
+                Some(t) => {
+                    crossings += 1;
+                    origin = ray.point_at(t + 1e-9);
+                }
+                None => break,
+            }
+        }
+        crossings % 2 == 1
+    }
+}
+
+/// What an object or a bin part is made of: an analytic primitive or a triangle mesh.
+#[derive(Clone, Debug)]
+pub enum Solid {
+    Analytic(Shape),
+    Mesh(Arc<MeshSolid>),
+}
+
+impl Solid {
+    pub fn intersect_local(&self, ray: &Ray, t_max: f64) -> Option<Hit> {
+        match self {
+            Solid::Analytic(shape) => shape.intersect_local(ray, t_max),
+            Solid::Mesh(mesh) => mesh.intersect_local(ray, t_max),
+        }
+    }
+
+    /// Points whose convex hull contains the solid.
+    pub fn hull_points(&self) -> Vec<Point3<f64>> {
+        match self {
+            Solid::Analytic(shape) => shape.hull_points(),
+            Solid::Mesh(mesh) => mesh.hull_points.clone(),
+        }
+    }
+
+    pub fn centroid_local(&self) -> Point3<f64> {
+        match self {
+            Solid::Analytic(shape) => shape.centroid_local(),
+            Solid::Mesh(_) => Point3::origin(),
+        }
+    }
+
+    /// Zero on the surface, negative inside (closed solids), positive outside.
+    pub fn signed_distance_local(&self, p: &Point3<f64>) -> f64 {
+        match self {
+            Solid::Analytic(shape) => shape.signed_distance_local(p),
+            Solid::Mesh(mesh) => mesh.signed_distance_local(p),
+        }
+    }
+
+    /// The analytic shape, for labels; `None` for meshes.
+    pub fn analytic(&self) -> Option<Shape> {
+        match self {
+            Solid::Analytic(shape) => Some(*shape),
+            Solid::Mesh(_) => None,
+        }
+    }
+}
+
+/// A solid placed in the world.
+#[derive(Clone, Debug)]
 pub struct Placed {
-    pub shape: Shape,
+    pub solid: Solid,
     pub world_from_local: Isometry3<f64>,
     /// The inverse as a matrix and offset: cheaper per ray than the quaternion.
     local_from_world_rotation: Matrix3<f64>,
     local_from_world_translation: Vector3<f64>,
     world_from_local_rotation: Matrix3<f64>,
+    /// Centre and radius of a sphere around the solid (world), to cull rays cheaply.
+    bounding_center: Point3<f64>,
+    bounding_radius_m: f64,
 }
 
 impl Placed {
-    pub fn new(shape: Shape, world_from_local: Isometry3<f64>) -> Self {
+    pub fn new(solid: impl Into<Solid>, world_from_local: Isometry3<f64>) -> Self {
+        let solid = solid.into();
         let inverse = world_from_local.inverse();
+        let hull = solid.hull_points();
+        let (lo, hi) = hull.iter().fold(
+            (
+                Point3::new(f64::INFINITY, f64::INFINITY, f64::INFINITY),
+                Point3::new(f64::NEG_INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY),
+            ),
+            |(lo, hi), p| (lo.inf(p), hi.sup(p)),
+        );
+        let center_local = nalgebra::center(&lo, &hi);
+        let radius = hull
+            .iter()
+            .map(|p| (p - center_local).norm())
+            .fold(0.0, f64::max);
         Self {
-            shape,
+            solid,
             world_from_local,
             local_from_world_rotation: inverse.rotation.to_rotation_matrix().into_inner(),
             local_from_world_translation: inverse.translation.vector,
             world_from_local_rotation: world_from_local.rotation.to_rotation_matrix().into_inner(),
+            bounding_center: world_from_local * center_local,
+            bounding_radius_m: radius,
         }
     }
 
@@ -285,14 +468,28 @@ impl Placed {
             origin: Point3::from(r * ray.origin.coords + self.local_from_world_translation),
             direction: r * ray.direction,
         };
-        self.shape.intersect_local(&local, t_max).map(|h| Hit {
+        self.solid.intersect_local(&local, t_max).map(|h| Hit {
             t: h.t,
             normal: self.world_from_local_rotation * h.normal,
         })
     }
 
+    /// Whether `ray` may meet the solid before `t_max` (its bounding sphere does).
+    pub fn may_intersect(&self, ray: &Ray, t_max: f64) -> bool {
+        let to_center = self.bounding_center - ray.origin;
+        let along = to_center.dot(&ray.direction);
+        let r2 = self.bounding_radius_m * self.bounding_radius_m;
+        let d2 = to_center.norm_squared() - along * along;
+        d2 <= r2 && along + self.bounding_radius_m > 0.0 && along - self.bounding_radius_m < t_max
+    }
+
+    /// A point given in the world, in the solid's own frame.
+    pub fn to_local(&self, p: &Point3<f64>) -> Point3<f64> {
+        Point3::from(self.local_from_world_rotation * p.coords + self.local_from_world_translation)
+    }
+
     pub fn hull_points_world(&self) -> Vec<Point3<f64>> {
-        self.shape
+        self.solid
             .hull_points()
             .into_iter()
             .map(|p| self.world_from_local * p)
@@ -309,6 +506,18 @@ impl Placed {
             hi = hi.sup(p);
         }
         (lo, hi)
+    }
+}
+
+impl From<Shape> for Solid {
+    fn from(shape: Shape) -> Self {
+        Solid::Analytic(shape)
+    }
+}
+
+impl From<Arc<MeshSolid>> for Solid {
+    fn from(mesh: Arc<MeshSolid>) -> Self {
+        Solid::Mesh(mesh)
     }
 }
 

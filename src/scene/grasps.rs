@@ -1,3 +1,6 @@
+//! Grasp labels: parallel-jaw and suction candidates scored by analytic rules on the
+//! scene geometry (ray casts against primitives and meshes alike).
+
 use nalgebra::{Matrix3, Point3, Rotation3, UnitQuaternion, Vector3};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -130,11 +133,14 @@ impl CellGrasp {
 /// A top-down parallel-jaw grasp across object `k` along a random horizontal axis through a
 /// point near its centre of mass, at most `finger_depth_m` below its top.
 ///
-/// The contacts are where that axis enters the object from either side. Quality =
-/// friction-cone alignment (1 when both contact normals lie along the axis, 0 at the cone's
-/// edge atan(mu)) x torque term (1 when the axis passes through the centre of mass, 0 at half
-/// the maximum opening away), and 0 when the opening is out of range or the open fingers,
-/// lowered vertically, would hit anything (other objects, the bin, the object itself).
+/// The contacts are where that axis enters the object from either side (ray casts against
+/// the object's own surface, mesh or primitive). Quality = friction-cone alignment (1 when
+/// both contact normals lie along the axis, 0 at the cone's edge atan(mu)) x torque term (1
+/// when the axis passes through the centre of mass, 0 at half the maximum opening away), and
+/// 0 when the opening is out of range or the open fingers, lowered vertically, or the palm
+/// above them would hit anything (other objects, the bin, the object itself). With
+/// `robustness_samples` > 0 the quality is the mean over that many perturbations of the
+/// axis, its offset and the friction coefficient as well (Dex-Net's robust quality).
 fn parallel_jaw(
     scene: &Scene,
     k: usize,
@@ -145,11 +151,50 @@ fn parallel_jaw(
     let (lo, _) = object.placed.aabb();
     let top = object.top_z_m;
     let z = top - cfg.finger_depth_m.min(0.5 * (top - lo.z));
+    let mut angle = rng.gen_range(0.0..std::f64::consts::PI);
+    let offset = rng.gen_range(-0.01..=0.01);
+    if cfg.antipodal_sampling {
+        // Dex-Net's antipodal sampling: close along the surface normal where a horizontal
+        // ray from `angle` first meets the object at the grasp height.
+        let com = object.center_of_mass();
+        let towards = Vector3::new(angle.cos(), angle.sin(), 0.0);
+        let start = Point3::new(com.x, com.y, z) - towards * 1.0;
+        let hit = object.placed.intersect(&Ray::new(start, towards), 2.0)?;
+        let horizontal = Vector3::new(hit.normal.x, hit.normal.y, 0.0);
+        if horizontal.norm() > 0.3 {
+            angle = (-horizontal.y).atan2(-horizontal.x);
+        }
+    }
+    let mut grasp = jaw_grasp(scene, k, cfg, z, angle, offset, cfg.friction)?;
+    if cfg.robustness_samples > 0 {
+        let mut total = grasp.quality;
+        for _ in 0..cfg.robustness_samples {
+            let da = rng.gen_range(-1.0..=1.0) * cfg.perturbation_angle_deg.to_radians();
+            let dx = rng.gen_range(-1.0..=1.0) * cfg.perturbation_offset_m;
+            let mu = cfg.friction * rng.gen_range(0.8..=1.2);
+            total += jaw_grasp(scene, k, cfg, z, angle + da, offset + dx, mu)
+                .map_or(0.0, |g| g.quality);
+        }
+        grasp.quality = total / (cfg.robustness_samples + 1) as f64;
+    }
+    Some(grasp)
+}
+
+/// The parallel-jaw grasp across object `k` at height `z` along direction `angle` (radians
+/// from cell x), `offset` metres to the side of its centre of mass, with friction `mu`.
+fn jaw_grasp(
+    scene: &Scene,
+    k: usize,
+    cfg: &GripperConfig,
+    z: f64,
+    angle: f64,
+    offset: f64,
+    mu: f64,
+) -> Option<CellGrasp> {
+    let object = &scene.objects[k];
     let com = object.center_of_mass();
-    let angle = rng.gen_range(0.0..std::f64::consts::PI);
     let axis = Vector3::new(angle.cos(), angle.sin(), 0.0);
     let across = Vector3::new(-axis.y, axis.x, 0.0);
-    let offset = rng.gen_range(-0.01..=0.01);
     let through = Point3::new(com.x, com.y, z) + across * offset;
     let reach = 1.0;
     let h1 = object
@@ -161,14 +206,16 @@ fn parallel_jaw(
     let p1 = through - axis * reach + axis * h1.t;
     let p2 = through + axis * reach - axis * h2.t;
     let width = (p2 - p1).dot(&axis);
-    let cone = cfg.friction.atan();
+    let cone = mu.atan();
     let misalignment = (h1.normal.dot(&-axis).clamp(-1.0, 1.0).acos())
         .max(h2.normal.dot(&axis).clamp(-1.0, 1.0).acos());
     let alignment = (1.0 - misalignment / cone).clamp(0.0, 1.0);
     let com_offset = (com - through).dot(&across).abs();
     let torque = (1.0 - com_offset / (cfg.max_width_m / 2.0)).clamp(0.0, 1.0);
     let fits = width >= cfg.min_width_m && width + 2.0 * cfg.clearance_m <= cfg.max_width_m;
-    let free = fits && fingers_clear(scene, &p1, &p2, &axis, &across, z, cfg);
+    let free = fits
+        && fingers_clear(scene, &p1, &p2, &axis, &across, z, cfg)
+        && palm_clear(scene, &p1, &p2, &axis, &across, z, cfg);
     let quality = if free { alignment * torque } else { 0.0 };
     Some(CellGrasp {
         gripper: GripperKind::ParallelJaw,
@@ -179,6 +226,32 @@ fn parallel_jaw(
         approach: -Vector3::z(),
         closing: axis,
         contacts: vec![p1, p2],
+    })
+}
+
+/// Nothing rises into the palm: the block spanning the open fingers across the jaw axis,
+/// from `finger_depth_m` above the grasp height up.
+fn palm_clear(
+    scene: &Scene,
+    p1: &Point3<f64>,
+    p2: &Point3<f64>,
+    axis: &Vector3<f64>,
+    across: &Vector3<f64>,
+    grasp_z: f64,
+    cfg: &GripperConfig,
+) -> bool {
+    // The palm stops a few millimetres above the finger tips' reach.
+    let palm_z = grasp_z + cfg.finger_depth_m + 0.003;
+    let start_z = 3.0;
+    let out = cfg.clearance_m + cfg.finger_thickness_m;
+    let centre = Point3::from((p1.coords + p2.coords) / 2.0);
+    let half_span = (p2 - p1).dot(axis) / 2.0 + out;
+    [-1.0, -0.5, 0.0, 0.5, 1.0].iter().all(|a| {
+        [-0.5, 0.0, 0.5].iter().all(|b| {
+            let p = centre + axis * (a * half_span) + across * (b * cfg.finger_width_m);
+            let ray = Ray::new(Point3::new(p.x, p.y, start_z), -Vector3::z());
+            scene.cast(&ray, start_z - palm_z).is_none()
+        })
     })
 }
 

@@ -1,3 +1,5 @@
+//! The labels written beside every generated frame (`labels/NNNNNN.json`).
+
 use nalgebra::Isometry3;
 use serde::{Deserialize, Serialize};
 
@@ -38,7 +40,15 @@ pub struct ObjectLabel {
     pub instance_id: u16,
     pub class_id: u8,
     pub class_name: String,
-    pub shape: Shape,
+    /// The shape family (`mesh` for objects read from files).
+    #[serde(default = "unknown_family")]
+    pub family: String,
+    /// The mesh file of a `mesh` object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The analytic shape (box, cylinder, prism); absent for meshes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<Shape>,
     pub cell_from_object: PoseLabel,
     pub camera_from_object: PoseLabel,
     pub center_of_mass_cell_m: [f64; 3],
@@ -84,7 +94,9 @@ impl FrameLabels {
                     instance_id: o.instance_id,
                     class_id: o.class_id,
                     class_name: scene.classes.names[o.class_id as usize].clone(),
-                    shape: o.placed.shape,
+                    family: o.family.name().to_string(),
+                    source: o.source().map(str::to_string),
+                    shape: o.placed.solid.analytic(),
                     cell_from_object: PoseLabel::from(&o.placed.world_from_local),
                     camera_from_object: PoseLabel::from(
                         &(camera_from_cell * o.placed.world_from_local),
@@ -111,6 +123,11 @@ impl FrameLabels {
             grasps,
         }
     }
+}
+
+/// Labels written before families existed held only the three analytic shapes.
+fn unknown_family() -> String {
+    "unknown".to_string()
 }
 
 fn instance_box(frame: &RenderedFrame, id: u16) -> (usize, Option<[u32; 4]>) {

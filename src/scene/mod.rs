@@ -2,13 +2,18 @@
 //! ray-casting renderer with a depth-sensor model, grasp labels, and writers for data sets
 //! and rosbag2 files. Pure Rust, no ROS.
 
+pub mod appearance;
 pub mod bag;
 pub mod camera;
 pub mod config;
 pub mod dataset;
+pub mod families;
 pub mod geometry;
 pub mod grasps;
 pub mod labels;
+pub mod mesh;
+pub mod mesh_io;
+pub mod physics;
 pub mod render;
 pub mod sensor;
 pub mod texture;

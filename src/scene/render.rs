@@ -1,7 +1,12 @@
-use nalgebra::{Point3, Vector3};
+//! The renderer: one ray per pixel through the scene, shaded with materials, textures,
+//! coloured lights and cast shadows into linear radiance, then developed by the camera.
 
+use nalgebra::{Point3, Vector3};
+use rayon::prelude::*;
+
+use super::appearance::{develop, Imaging, Material};
 use super::camera::PinholeCamera;
-use super::geometry::Placed;
+use super::geometry::{Placed, Ray};
 use super::world::{Scene, Surface, CLASS_BACKGROUND, CLASS_BIN};
 
 /// Everything the renderer produces for one camera image, row-major.
@@ -9,7 +14,10 @@ use super::world::{Scene, Surface, CLASS_BACKGROUND, CLASS_BIN};
 pub struct RenderedFrame {
     pub width: u32,
     pub height: u32,
+    /// 8-bit RGB as the camera delivers it (see `develop`).
     pub rgb: Vec<u8>,
+    /// Linear radiance before the camera, 3 per pixel, nominally 0..1.
+    pub radiance: Vec<f32>,
     /// Ideal depth (camera z), metres; NaN where the ray meets nothing.
     pub depth_m: Vec<f32>,
     /// Semantic class per pixel (see `ClassTable`), boundary class included.
@@ -20,29 +28,19 @@ pub struct RenderedFrame {
     pub normals_camera: Vec<[f32; 3]>,
     /// Cosine between the surface normal and the direction back to the camera.
     pub cos_incidence: Vec<f32>,
+    /// Luminance of the surface's albedo, 0..1 (dark surfaces return little infrared).
+    pub albedo_luma: Vec<f32>,
+    /// Strength of the specular highlight seen at the pixel (saturates depth sensors).
+    pub specular: Vec<f32>,
 }
 
-/// Shading constants: a little plastic sheen on objects, matte bin and floor.
-const OBJECT_SPECULAR: f64 = 0.35;
-const MATTE_SPECULAR: f64 = 0.04;
-const SHININESS: i32 = 32;
-
 /// Exact per-pixel ray casting of `scene` seen by `camera`, one ray through each pixel centre,
-/// Lambert diffuse + ambient (+ Blinn-Phong highlights), no shadows. The boundary class marks
-/// object pixels within `boundary_px` of a pixel of another object.
+/// Lambert diffuse + ambient (+ Blinn-Phong highlights), shadows where the scene asks for
+/// them; rows in parallel. The boundary class marks object pixels within `boundary_px` of a
+/// pixel of another object. `rgb` is developed by a neutral camera (clamp and quantise).
 pub fn render(scene: &Scene, camera: &PinholeCamera, boundary_px: u32) -> RenderedFrame {
     let (w, h) = (camera.width as usize, camera.height as usize);
     let n = w * h;
-    let mut frame = RenderedFrame {
-        width: camera.width,
-        height: camera.height,
-        rgb: vec![0; 3 * n],
-        depth_m: vec![f32::NAN; n],
-        class_mask: vec![CLASS_BACKGROUND; n],
-        instance_mask: vec![0; n],
-        normals_camera: vec![[0.0; 3]; n],
-        cos_incidence: vec![0.0; n],
-    };
     let object_bounds: Vec<PixelBounds> = scene
         .objects
         .iter()
@@ -54,86 +52,182 @@ pub fn render(scene: &Scene, camera: &PinholeCamera, boundary_px: u32) -> Render
         .map(|p| PixelBounds::of(p, camera))
         .collect();
     let camera_from_cell = camera.camera_from_cell();
-    let mut objects = Vec::with_capacity(scene.objects.len());
-    let mut parts = Vec::with_capacity(scene.bin_parts.len());
-    for v in 0..h {
-        let row_objects: Vec<usize> = (0..object_bounds.len())
-            .filter(|&i| object_bounds[i].has_row(v))
-            .collect();
-        let row_parts: Vec<usize> = (0..bin_bounds.len())
-            .filter(|&i| bin_bounds[i].has_row(v))
-            .collect();
-        for u in 0..w {
-            objects.clear();
-            objects.extend(
-                row_objects
-                    .iter()
-                    .copied()
-                    .filter(|&i| object_bounds[i].has_column(u)),
-            );
-            parts.clear();
-            parts.extend(
-                row_parts
-                    .iter()
-                    .copied()
-                    .filter(|&i| bin_bounds[i].has_column(u)),
-            );
-            let (ray, depth_per_t) = camera.pixel_ray(u as u32, v as u32);
-            let Some(hit) = scene.cast_among(&ray, f64::INFINITY, Some(&objects), Some(&parts))
-            else {
-                continue;
-            };
-            let i = v * w + u;
-            let normal = hit.hit.normal;
-            let to_eye = -ray.direction;
-            let (albedo, specular) = match hit.surface {
-                Surface::Floor => (scene.floor_albedo, MATTE_SPECULAR),
-                Surface::Bin => {
-                    frame.class_mask[i] = CLASS_BIN;
-                    (scene.bin_albedo, MATTE_SPECULAR)
-                }
-                Surface::Object(k) => {
-                    let object = &scene.objects[k];
-                    frame.class_mask[i] = object.class_id;
-                    frame.instance_mask[i] = object.instance_id;
-                    (object.albedo, OBJECT_SPECULAR)
-                }
-                Surface::Target(_, texel) => (texel.map(|c| c as f64 / 255.0), MATTE_SPECULAR),
-            };
-            let colour = shade(scene, albedo, specular, &normal, &to_eye);
-            frame.rgb[3 * i..3 * i + 3].copy_from_slice(&colour);
-            frame.depth_m[i] = (hit.hit.t * depth_per_t) as f32;
-            let n_cam = camera_from_cell.rotation * normal;
-            frame.normals_camera[i] = [n_cam.x as f32, n_cam.y as f32, n_cam.z as f32];
-            frame.cos_incidence[i] = normal.dot(&to_eye).max(0.0) as f32;
-        }
+    let rows: Vec<Vec<PixelSample>> = (0..h)
+        .into_par_iter()
+        .map(|v| {
+            let row_objects: Vec<usize> = (0..object_bounds.len())
+                .filter(|&i| object_bounds[i].has_row(v))
+                .collect();
+            let row_parts: Vec<usize> = (0..bin_bounds.len())
+                .filter(|&i| bin_bounds[i].has_row(v))
+                .collect();
+            let mut objects = Vec::with_capacity(row_objects.len());
+            let mut parts = Vec::with_capacity(row_parts.len());
+            (0..w)
+                .map(|u| {
+                    objects.clear();
+                    objects.extend(
+                        row_objects
+                            .iter()
+                            .copied()
+                            .filter(|&i| object_bounds[i].has_column(u)),
+                    );
+                    parts.clear();
+                    parts.extend(
+                        row_parts
+                            .iter()
+                            .copied()
+                            .filter(|&i| bin_bounds[i].has_column(u)),
+                    );
+                    sample_pixel(scene, camera, u, v, &objects, &parts)
+                })
+                .collect()
+        })
+        .collect();
+    let mut frame = RenderedFrame {
+        width: camera.width,
+        height: camera.height,
+        rgb: Vec::new(),
+        radiance: vec![0.0; 3 * n],
+        depth_m: vec![f32::NAN; n],
+        class_mask: vec![CLASS_BACKGROUND; n],
+        instance_mask: vec![0; n],
+        normals_camera: vec![[0.0; 3]; n],
+        cos_incidence: vec![0.0; n],
+        albedo_luma: vec![0.0; n],
+        specular: vec![0.0; n],
+    };
+    for (i, sample) in rows.into_iter().flatten().enumerate() {
+        let Some(s) = sample else { continue };
+        frame.radiance[3 * i..3 * i + 3].copy_from_slice(&s.radiance);
+        frame.depth_m[i] = s.depth_m;
+        frame.class_mask[i] = s.class;
+        frame.instance_mask[i] = s.instance;
+        let n_cam = camera_from_cell.rotation * s.normal_cell;
+        frame.normals_camera[i] = [n_cam.x as f32, n_cam.y as f32, n_cam.z as f32];
+        frame.cos_incidence[i] = s.cos_incidence;
+        frame.albedo_luma[i] = s.albedo_luma;
+        frame.specular[i] = s.specular;
     }
+    frame.rgb = develop(
+        &frame.radiance,
+        w,
+        h,
+        &Imaging::neutral(),
+        &mut rand::rngs::mock::StepRng::new(0, 0),
+    );
     mark_boundaries(&mut frame, scene.classes.boundary(), boundary_px);
     frame
 }
 
+type PixelSample = Option<Sample>;
+
+struct Sample {
+    radiance: [f32; 3],
+    depth_m: f32,
+    class: u8,
+    instance: u16,
+    normal_cell: Vector3<f64>,
+    cos_incidence: f32,
+    albedo_luma: f32,
+    specular: f32,
+}
+
+fn sample_pixel(
+    scene: &Scene,
+    camera: &PinholeCamera,
+    u: usize,
+    v: usize,
+    objects: &[usize],
+    parts: &[usize],
+) -> PixelSample {
+    let (ray, depth_per_t) = camera.pixel_ray(u as u32, v as u32);
+    let hit = scene.cast_among(&ray, f64::INFINITY, Some(objects), Some(parts))?;
+    let normal = hit.hit.normal;
+    let to_eye = -ray.direction;
+    let point = ray.at(hit.hit.t);
+    let (class, instance) = match hit.surface {
+        Surface::Floor | Surface::Target(..) => (CLASS_BACKGROUND, 0),
+        Surface::Bin => (CLASS_BIN, 0),
+        Surface::Object(k) => (scene.objects[k].class_id, scene.objects[k].instance_id),
+    };
+    let texel_material;
+    let material: &Material = match hit.surface {
+        Surface::Floor => &scene.floor_material,
+        Surface::Bin => &scene.bin_material,
+        Surface::Object(k) => &scene.objects[k].material,
+        Surface::Target(_, texel) => {
+            texel_material = Material::plain(
+                texel.map(|c| c as f64 / 255.0),
+                scene.floor_material.specular,
+                scene.floor_material.shininess,
+            );
+            &texel_material
+        }
+    };
+    // Textures stick to the surface: objects in their own frame, bin and floor in the cell's.
+    let albedo = match hit.surface {
+        Surface::Object(k) => {
+            let local = scene.objects[k].placed.to_local(&point);
+            material.albedo_at(&local)
+        }
+        _ => material.albedo_at(&point),
+    };
+    let (radiance, highlight) = shade(scene, &point, albedo, material, &normal, &to_eye);
+    Some(Sample {
+        radiance,
+        depth_m: (hit.hit.t * depth_per_t) as f32,
+        class,
+        instance,
+        normal_cell: normal,
+        cos_incidence: normal.dot(&to_eye).max(0.0) as f32,
+        albedo_luma: (0.2126 * albedo[0] + 0.7152 * albedo[1] + 0.0722 * albedo[2]) as f32,
+        specular: highlight as f32,
+    })
+}
+
+/// Linear radiance at `point` and the strength of its highlight.
 fn shade(
     scene: &Scene,
+    point: &Point3<f64>,
     albedo: [f64; 3],
-    specular: f64,
+    material: &Material,
     normal: &Vector3<f64>,
     to_eye: &Vector3<f64>,
-) -> [u8; 3] {
-    let mut diffuse = scene.ambient;
-    let mut highlight = 0.0;
+) -> ([f32; 3], f64) {
+    let mut diffuse = [scene.ambient; 3];
+    let mut highlight = [0.0; 3];
+    let mut strongest = 0.0_f64;
     for light in &scene.lights {
         let lambert = normal.dot(&light.to_light);
-        if lambert > 0.0 {
-            diffuse += light.intensity * lambert;
-            if scene.specular {
-                let half = (light.to_light + to_eye).normalize();
-                highlight +=
-                    light.intensity * specular * normal.dot(&half).max(0.0).powi(SHININESS);
+        if lambert <= 0.0 {
+            continue;
+        }
+        if scene.shadows {
+            // Start a little off the surface so the ray does not meet its own origin.
+            let shadow = Ray::new(point + normal * 1e-5, light.to_light);
+            if scene.occluded(&shadow, 10.0) {
+                continue;
             }
         }
+        let specular = if scene.specular {
+            let half = (light.to_light + to_eye).normalize();
+            light.intensity
+                * material.specular
+                * normal.dot(&half).max(0.0).powi(material.shininess.round() as i32)
+        } else {
+            0.0
+        };
+        strongest = strongest.max(specular);
+        for c in 0..3 {
+            diffuse[c] += light.intensity * lambert * light.colour[c];
+            highlight[c] += specular * light.colour[c];
+        }
     }
-    // + 0.5 and truncation: rounding of a non-negative value, without libm's `round`.
-    albedo.map(|a| ((a * diffuse + highlight).clamp(0.0, 1.0) * 255.0 + 0.5) as u8)
+    (
+        [0, 1, 2].map(|c| (albedo[c] * diffuse[c] + highlight[c]) as f32),
+        strongest,
+    )
 }
 
 /// Object pixels next to (within `radius` pixels of) another object's pixels become the

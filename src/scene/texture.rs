@@ -104,7 +104,10 @@ mod tests {
         };
         let scene = Scene::generate(
             &config,
-            &[std::sync::Arc::new(target)],
+            &crate::scene::world::SceneAssets {
+                targets: vec![std::sync::Arc::new(target)],
+                meshes: Vec::new(),
+            },
             &mut rand::rngs::StdRng::seed_from_u64(0),
         );
         let camera = PinholeCamera::from_fov(

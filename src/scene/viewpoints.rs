@@ -1,3 +1,5 @@
+//! Where the camera of each frame is: overhead above the bin, or on a hemisphere around it.
+
 use nalgebra::Point3;
 use rand::Rng;
 
@@ -57,5 +59,12 @@ pub fn sample_camera(
             look_at(eye, target, roll)
         }
     };
-    PinholeCamera::from_fov(width, height, config.horizontal_fov_deg, pose)
+    let fov_deg = config.horizontal_fov_deg.sample(rng);
+    let mut camera = PinholeCamera::from_fov(width, height, fov_deg, pose);
+    let j = config.principal_point_jitter_px;
+    if j > 0.0 {
+        camera.cx += rng.gen_range(-j..=j);
+        camera.cy += rng.gen_range(-j..=j);
+    }
+    camera
 }

@@ -1,10 +1,16 @@
+//! The work cell of one scene: floor, bin, objects, lights and targets, sampled from the
+//! scene config, and the ray caster that finds what a ray meets first.
+
 use std::sync::Arc;
 
 use nalgebra::{Isometry3, Point2, Point3, Translation3, UnitQuaternion, Vector3};
 use rand::Rng;
 
-use super::config::{ObjectClasses, SceneConfig, ShapeKind};
-use super::geometry::{Hit, Placed, Ray, Shape};
+use super::appearance::Material;
+use super::config::{ObjectClasses, Placement, SceneConfig, ShapeFamily};
+use super::families::procedural_mesh;
+use super::geometry::{Hit, MeshSolid, Placed, Ray, Shape, Solid};
+use super::physics::{settle_pile, BodyShape, PileError, PileSettings, StaticSlab};
 use super::texture::TexturedTarget;
 
 /// Semantic class ids of the mask: background, bin, the object classes, boundary last.
@@ -18,20 +24,44 @@ pub const CLASS_BACKGROUND: u8 = 0;
 pub const CLASS_BIN: u8 = 1;
 
 impl ClassTable {
-    pub fn new(classes: ObjectClasses) -> Self {
-        let mut table: Vec<(&str, [u8; 3])> =
-            vec![("background", [0, 0, 0]), ("bin", [40, 90, 200])];
+    /// `ByShape`: box, cylinder and prism (always, so the first generator's tables stay),
+    /// then every other family of `families` in `ShapeFamily::ALL` order.
+    pub fn new(classes: ObjectClasses, families: &[ShapeFamily]) -> Self {
+        let mut table: Vec<(String, [u8; 3])> = vec![
+            ("background".into(), [0, 0, 0]),
+            ("bin".into(), [40, 90, 200]),
+        ];
         match classes {
-            ObjectClasses::ByShape => table.extend([
-                ("box", [230, 160, 30]),
-                ("cylinder", [60, 200, 80]),
-                ("prism", [200, 60, 200]),
-            ]),
-            ObjectClasses::Single => table.push(("object", [230, 160, 30])),
+            ObjectClasses::ByShape => {
+                table.extend([
+                    ("box".into(), [230, 160, 30]),
+                    ("cylinder".into(), [60, 200, 80]),
+                    ("prism".into(), [200, 60, 200]),
+                ]);
+                let palette = [
+                    [230, 80, 60],
+                    [80, 200, 220],
+                    [240, 220, 60],
+                    [150, 100, 230],
+                    [120, 230, 140],
+                    [230, 120, 180],
+                    [170, 140, 90],
+                    [90, 130, 250],
+                    [250, 150, 110],
+                ];
+                for family in ShapeFamily::ALL.iter().filter(|f| {
+                    families.contains(f)
+                        && !matches!(f, ShapeFamily::Box | ShapeFamily::Cylinder | ShapeFamily::Prism)
+                }) {
+                    let color = palette[(table.len() - 5) % palette.len()];
+                    table.push((family.name().into(), color));
+                }
+            }
+            ObjectClasses::Single => table.push(("object".into(), [230, 160, 30])),
         }
-        table.push(("boundary", [255, 255, 255]));
+        table.push(("boundary".into(), [255, 255, 255]));
         Self {
-            names: table.iter().map(|(n, _)| n.to_string()).collect(),
+            names: table.iter().map(|(n, _)| n.clone()).collect(),
             colors: table.iter().map(|(_, c)| *c).collect(),
         }
     }
@@ -40,26 +70,26 @@ impl ClassTable {
         (self.names.len() - 1) as u8
     }
 
-    fn object_class(&self, kind: ShapeKind, classes: ObjectClasses) -> u8 {
-        match (classes, kind) {
-            (ObjectClasses::Single, _) | (_, ShapeKind::Box) => 2,
-            (_, ShapeKind::Cylinder) => 3,
-            (_, ShapeKind::Prism) => 4,
-        }
+    /// The class of an object of `family`.
+    pub fn object_class(&self, family: ShapeFamily) -> u8 {
+        self.names
+            .iter()
+            .position(|n| n == family.name())
+            .or_else(|| self.names.iter().position(|n| n == "object"))
+            .unwrap_or(2) as u8
     }
 }
 
-/// One object resting in the bin.
+/// One object in the scene.
 #[derive(Clone, Debug)]
 pub struct SceneObject {
     /// 1-based; 0 in the instance mask means "no object".
     pub instance_id: u16,
-    pub kind: ShapeKind,
+    pub family: ShapeFamily,
     pub class_id: u8,
     pub placed: Placed,
-    /// Diffuse albedo, linear, 0..1.
-    pub albedo: [f64; 3],
-    /// Its top is a horizontal face other objects may rest on.
+    pub material: Material,
+    /// Its top is a horizontal face other objects may rest on (lowered placement).
     pub flat_top: bool,
     pub top_z_m: f64,
     /// Convex hull of its projection on the floor plane.
@@ -68,7 +98,15 @@ pub struct SceneObject {
 
 impl SceneObject {
     pub fn center_of_mass(&self) -> Point3<f64> {
-        self.placed.world_from_local * self.placed.shape.centroid_local()
+        self.placed.world_from_local * self.placed.solid.centroid_local()
+    }
+
+    /// The mesh file an object of the `mesh` family was read from.
+    pub fn source(&self) -> Option<&str> {
+        match &self.placed.solid {
+            Solid::Mesh(mesh) => mesh.source.as_deref(),
+            Solid::Analytic(_) => None,
+        }
     }
 }
 
@@ -78,6 +116,8 @@ pub struct Light {
     /// Unit vector from the surface towards the light.
     pub to_light: Vector3<f64>,
     pub intensity: f64,
+    /// Linear RGB colour, each channel 0..1 (white: all 1).
+    pub colour: [f64; 3],
 }
 
 /// What a ray hit.
@@ -97,47 +137,83 @@ pub struct SceneHit {
     pub surface: Surface,
 }
 
-/// A work cell: floor (z = 0), an open bin centred on the origin, objects in it, lights and
+/// What scenes are made of besides the config: loaded once, shared by every frame.
+#[derive(Clone, Debug, Default)]
+pub struct SceneAssets {
+    pub targets: Vec<Arc<TexturedTarget>>,
+    /// The mesh files of `objects.meshes`, in metres, centred at their centre of mass.
+    pub meshes: Vec<Arc<MeshSolid>>,
+}
+
+/// A work cell: floor (z = 0), an open bin around the origin, objects in it, lights and
 /// textured targets. The cell frame has z up.
 #[derive(Clone, Debug)]
 pub struct Scene {
     pub bin_parts: Vec<Placed>,
-    /// Height of the bin's inner floor.
+    /// Height of the bin's inner floor at its centre.
     pub bin_floor_z_m: f64,
     pub bin_inner_size_m: [f64; 2],
-    pub bin_albedo: [f64; 3],
-    pub floor_albedo: [f64; 3],
+    pub bin_wall_height_m: f64,
+    /// The bin's frame: origin at the centre of its inner floor, z along its walls.
+    pub cell_from_bin: Isometry3<f64>,
+    pub bin_material: Material,
+    pub floor_material: Material,
     pub objects: Vec<SceneObject>,
     pub lights: Vec<Light>,
     pub ambient: f64,
     pub specular: bool,
+    pub shadows: bool,
     pub targets: Vec<Arc<TexturedTarget>>,
     pub classes: ClassTable,
 }
 
+/// Plain plastic: the first generator's objects.
+const OBJECT_SPECULAR: f64 = 0.35;
+/// Matte: the first generator's bin and floor.
+const MATTE_SPECULAR: f64 = 0.04;
+const SHININESS: f64 = 32.0;
+
 impl Scene {
-    /// Samples a scene from `cfg`: objects dropped one by one at random positions and
-    /// orientations, each resting on the bin floor or on the flat top of what it overlaps,
-    /// never interpenetrating; one that finds no stable place in `placement_attempts` tries
-    /// is left out.
-    pub fn generate(
-        cfg: &SceneConfig,
-        targets: &[Arc<TexturedTarget>],
-        rng: &mut impl Rng,
-    ) -> Self {
+    /// Samples a scene from `cfg`. Lowered placement: objects dropped one by one at random
+    /// positions and upright orientations, each resting on the bin floor or on the flat top of
+    /// what it overlaps, never interpenetrating; one that finds no stable place in
+    /// `placement_attempts` tries is left out. Physics placement: all objects dropped at
+    /// random orientations and settled by a rigid-body engine.
+    pub fn generate(cfg: &SceneConfig, assets: &SceneAssets, rng: &mut impl Rng) -> Self {
         let bin = &cfg.bin;
-        let [length, width] = bin.inner_size_m;
+        let [length, width] = bin.inner_size_m.map(|s| s.sample(rng));
         let (wt, ft, wh) = (
-            bin.wall_thickness_m,
-            bin.floor_thickness_m,
-            bin.wall_height_m,
+            bin.wall_thickness_m.sample(rng),
+            bin.floor_thickness_m.sample(rng),
+            bin.wall_height_m.sample(rng),
         );
+        let yaw = bin.yaw_deg.sample(rng).to_radians();
+        let tilt = bin.tilt_deg.sample(rng).to_radians();
+        let cell_from_bin = if tilt != 0.0 || yaw != 0.0 {
+            let tilt_axis = rng.gen_range(0.0..std::f64::consts::TAU);
+            let axis = nalgebra::Unit::new_normalize(Vector3::new(
+                tilt_axis.cos(),
+                tilt_axis.sin(),
+                0.0,
+            ));
+            let rotation = UnitQuaternion::from_axis_angle(&axis, tilt)
+                * UnitQuaternion::from_axis_angle(&Vector3::z_axis(), yaw);
+            // Lift it so its lowest corner touches the floor.
+            let half = [length / 2.0 + wt, width / 2.0 + wt];
+            let lowest = [-1.0, 1.0]
+                .iter()
+                .flat_map(|sx| [-1.0, 1.0].map(|sy| (rotation * Vector3::new(sx * half[0], sy * half[1], -ft)).z))
+                .fold(f64::INFINITY, f64::min);
+            Isometry3::from_parts(Translation3::new(0.0, 0.0, -lowest), rotation)
+        } else {
+            Isometry3::translation(0.0, 0.0, ft)
+        };
         let slab = |center: [f64; 3], half: [f64; 3]| {
             Placed::new(
                 Shape::Box {
                     half_extents_m: half,
                 },
-                Isometry3::translation(center[0], center[1], center[2]),
+                cell_from_bin * Isometry3::translation(center[0], center[1], center[2] - ft),
             )
         };
         let bin_parts = vec![
@@ -162,42 +238,31 @@ impl Scene {
                 [length / 2.0, wt / 2.0, wh / 2.0],
             ),
         ];
-        let classes = ClassTable::new(cfg.objects.classes);
+        let bin_floor_z_m = cell_from_bin.translation.vector.z;
+        let classes = ClassTable::new(cfg.objects.classes, &cfg.objects.families);
         let count = rng.gen_range(cfg.objects.count[0]..=cfg.objects.count[1]);
-        let mut objects: Vec<SceneObject> = Vec::with_capacity(count);
-        for _ in 0..count {
-            let kind = cfg.objects.kinds[rng.gen_range(0..cfg.objects.kinds.len())];
-            let (shape, upright, flat_top) = sample_shape(kind, cfg.objects.size_m, rng);
-            let albedo = random_albedo(rng);
-            for _ in 0..cfg.objects.placement_attempts {
-                let yaw = UnitQuaternion::from_axis_angle(
-                    &Vector3::z_axis(),
-                    rng.gen_range(0.0..std::f64::consts::TAU),
-                );
-                let rotation = yaw * upright;
-                let x = rng.gen_range(-length / 2.0..length / 2.0);
-                let y = rng.gen_range(-width / 2.0..width / 2.0);
-                let Some(object) = rest(shape, rotation, x, y, ft, [length, width], &objects)
-                else {
-                    continue;
-                };
-                let id = objects.len() as u16 + 1;
-                objects.push(SceneObject {
-                    instance_id: id,
-                    kind,
-                    class_id: classes.object_class(kind, cfg.objects.classes),
-                    flat_top,
-                    albedo,
-                    ..object
-                });
-                break;
+        let objects = match cfg.objects.placement {
+            Placement::Lowered => {
+                lowered_objects(cfg, count, ft, [length, width], &classes, rng)
             }
-        }
+            Placement::Physics => physics_objects(
+                cfg,
+                assets,
+                count,
+                &bin_parts,
+                &cell_from_bin,
+                [length, width],
+                wh,
+                &classes,
+                rng,
+            ),
+        };
         let light_count = rng.gen_range(cfg.lighting.lights[0]..=cfg.lighting.lights[1]);
+        let [e0, e1] = cfg.lighting.elevation_deg;
         let mut lights: Vec<Light> = (0..light_count)
             .map(|_| {
                 let azimuth = rng.gen_range(0.0..std::f64::consts::TAU);
-                let elevation = rng.gen_range(30f64..85.0).to_radians();
+                let elevation = rng.gen_range(e0..e1.max(e0 + 1e-9)).to_radians();
                 Light {
                     to_light: Vector3::new(
                         elevation.cos() * azimuth.cos(),
@@ -205,9 +270,18 @@ impl Scene {
                         elevation.sin(),
                     ),
                     intensity: rng.gen_range(cfg.lighting.intensity[0]..=cfg.lighting.intensity[1]),
+                    colour: [1.0; 3],
                 }
             })
             .collect();
+        if let Some(colours) = &cfg.lighting.colours {
+            for light in &mut lights {
+                // Hue and saturation tint the light; its brightness is the intensity's.
+                let c = colours.sample(rng);
+                let peak = c.iter().copied().fold(1e-6, f64::max);
+                light.colour = c.map(|v| v / peak);
+            }
+        }
         let ambient = rng.gen_range(cfg.lighting.ambient[0]..=cfg.lighting.ambient[1]);
         // Several lights would wash the image out: scale them so that a surface facing all of
         // them receives about unit irradiance, as a camera's auto-exposure would.
@@ -218,19 +292,34 @@ impl Scene {
                 .iter_mut()
                 .for_each(|l| l.intensity *= budget / total);
         }
-        let grey = rng.gen_range(0.45..0.65);
-        let tint = |rng: &mut dyn rand::RngCore| grey * rng.gen_range(0.92..1.08);
+        let floor_albedo = match &cfg.floor.colours {
+            Some(colours) => colours.sample(rng),
+            None => {
+                let grey = rng.gen_range(0.45..0.65);
+                let mut tint = || grey * rng.gen_range(0.92..1.08);
+                [tint(), tint(), tint()]
+            }
+        };
+        let floor_material = surface_material(&cfg.floor.surface, floor_albedo, MATTE_SPECULAR, rng);
+        let bin_albedo = match &bin.colours {
+            Some(colours) => colours.sample(rng),
+            None => bin.color.map(|c| c as f64 / 255.0),
+        };
+        let bin_material = surface_material(&bin.surface, bin_albedo, MATTE_SPECULAR, rng);
         Self {
             bin_parts,
-            bin_floor_z_m: ft,
-            bin_inner_size_m: bin.inner_size_m,
-            bin_albedo: bin.color.map(|c| c as f64 / 255.0),
-            floor_albedo: [tint(rng), tint(rng), tint(rng)],
+            bin_floor_z_m,
+            bin_inner_size_m: [length, width],
+            bin_wall_height_m: wh,
+            cell_from_bin,
+            bin_material,
+            floor_material,
             objects,
             lights,
             ambient,
             specular: cfg.lighting.specular,
-            targets: targets.to_vec(),
+            shadows: cfg.lighting.shadows,
+            targets: assets.targets.clone(),
             classes,
         }
     }
@@ -273,7 +362,11 @@ impl Scene {
             None => (0..self.bin_parts.len()).for_each(|i| try_part(i, &mut best, &mut limit)),
         }
         let try_object = |i: usize, best: &mut Option<SceneHit>, limit: &mut f64| {
-            if let Some(hit) = self.objects[i].placed.intersect(ray, *limit) {
+            let placed = &self.objects[i].placed;
+            if !placed.may_intersect(ray, *limit) {
+                return;
+            }
+            if let Some(hit) = placed.intersect(ray, *limit) {
                 *limit = hit.t;
                 *best = Some(SceneHit {
                     hit,
@@ -302,30 +395,227 @@ impl Scene {
     pub fn cast(&self, ray: &Ray, t_max: f64) -> Option<SceneHit> {
         self.cast_among(ray, t_max, None, None)
     }
+
+    /// Whether anything (bin or object) lies on `ray` before `t_max`: shadow rays.
+    pub fn occluded(&self, ray: &Ray, t_max: f64) -> bool {
+        self.bin_parts
+            .iter()
+            .chain(self.objects.iter().map(|o| &o.placed))
+            .any(|p| p.may_intersect(ray, t_max) && p.intersect(ray, t_max).is_some())
+    }
+
+    /// Whether a cell point lies over the bin's inner floor (inside its walls, seen along
+    /// the bin's own vertical), and below the top of its walls.
+    pub fn inside_bin(&self, point_cell: &Point3<f64>) -> bool {
+        let p = self.cell_from_bin.inverse_transform_point(point_cell);
+        p.x.abs() <= self.bin_inner_size_m[0] / 2.0
+            && p.y.abs() <= self.bin_inner_size_m[1] / 2.0
+            && p.z >= -1e-6
+            && p.z <= self.bin_wall_height_m
+    }
+}
+
+fn surface_material(
+    surface: &Option<super::config::SurfaceConfig>,
+    albedo: [f64; 3],
+    specular: f64,
+    rng: &mut impl Rng,
+) -> Material {
+    match surface {
+        Some(surface) => surface.sample(albedo, rng),
+        None => Material::plain(albedo, specular, SHININESS),
+    }
+}
+
+fn object_material(cfg: &SceneConfig, rng: &mut impl Rng) -> Material {
+    let albedo = match &cfg.objects.colours {
+        Some(colours) => colours.sample(rng),
+        None => random_albedo(rng),
+    };
+    surface_material(&cfg.objects.surface, albedo, OBJECT_SPECULAR, rng)
+}
+
+/// The first generator's placement: upright primitives lowered onto the floor or flat tops.
+fn lowered_objects(
+    cfg: &SceneConfig,
+    count: usize,
+    bin_floor_z: f64,
+    inner_size: [f64; 2],
+    classes: &ClassTable,
+    rng: &mut impl Rng,
+) -> Vec<SceneObject> {
+    let [length, width] = inner_size;
+    let mut objects: Vec<SceneObject> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let family = cfg.objects.families[rng.gen_range(0..cfg.objects.families.len())];
+        let (shape, upright, flat_top) = sample_shape(family, cfg.objects.size_m, rng);
+        let material = object_material(cfg, rng);
+        for _ in 0..cfg.objects.placement_attempts {
+            let yaw = UnitQuaternion::from_axis_angle(
+                &Vector3::z_axis(),
+                rng.gen_range(0.0..std::f64::consts::TAU),
+            );
+            let rotation = yaw * upright;
+            let x = rng.gen_range(-length / 2.0..length / 2.0);
+            let y = rng.gen_range(-width / 2.0..width / 2.0);
+            let Some(rested) = rest(shape, rotation, x, y, bin_floor_z, inner_size, &objects)
+            else {
+                continue;
+            };
+            let id = objects.len() as u16 + 1;
+            objects.push(SceneObject {
+                instance_id: id,
+                family,
+                class_id: classes.object_class(family),
+                placed: rested.placed,
+                material: material.clone(),
+                flat_top,
+                top_z_m: rested.top_z_m,
+                footprint: rested.footprint,
+            });
+            break;
+        }
+    }
+    objects
+}
+
+/// Every object dropped into the bin and settled by rigid-body physics.
+#[allow(clippy::too_many_arguments)]
+fn physics_objects(
+    cfg: &SceneConfig,
+    assets: &SceneAssets,
+    count: usize,
+    bin_parts: &[Placed],
+    cell_from_bin: &Isometry3<f64>,
+    inner_size: [f64; 2],
+    wall_height: f64,
+    classes: &ClassTable,
+    rng: &mut impl Rng,
+) -> Vec<SceneObject> {
+    let mut solids: Vec<(ShapeFamily, Solid, Material)> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let family = cfg.objects.families[rng.gen_range(0..cfg.objects.families.len())];
+        let solid = match family {
+            ShapeFamily::Box | ShapeFamily::Cylinder | ShapeFamily::Prism => {
+                Solid::Analytic(sample_shape(family, cfg.objects.size_m, rng).0)
+            }
+            ShapeFamily::Mesh => {
+                if assets.meshes.is_empty() {
+                    continue;
+                }
+                Solid::Mesh(assets.meshes[rng.gen_range(0..assets.meshes.len())].clone())
+            }
+            _ => {
+                let Ok(mesh) = procedural_mesh(family, cfg.objects.size_m, rng) else {
+                    continue;
+                };
+                match MeshSolid::new(family, None, mesh, true) {
+                    Some(solid) => Solid::Mesh(Arc::new(solid)),
+                    None => continue,
+                }
+            }
+        };
+        solids.push((family, solid, object_material(cfg, rng)));
+    }
+    let mut bodies: Vec<BodyShape> = solids
+        .iter()
+        .map(|(_, solid, _)| match solid {
+            Solid::Analytic(Shape::Box { half_extents_m }) => BodyShape::Cuboid {
+                half_extents_m: *half_extents_m,
+            },
+            Solid::Analytic(Shape::Cylinder {
+                radius_m,
+                half_height_m,
+            }) => BodyShape::Cylinder {
+                radius_m: *radius_m,
+                half_height_m: *half_height_m,
+            },
+            other => BodyShape::ConvexHull {
+                points_m: other.hull_points(),
+            },
+        })
+        .collect();
+    let slabs: Vec<StaticSlab> = bin_parts
+        .iter()
+        .filter_map(|p| match p.solid {
+            Solid::Analytic(Shape::Box { half_extents_m }) => Some(StaticSlab {
+                half_extents_m,
+                cell_from_slab: p.world_from_local,
+            }),
+            _ => None,
+        })
+        .collect();
+    let [length, width] = inner_size;
+    // Bodies start over an axis-aligned square that fits inside the (possibly turned) bin.
+    let yaw = cell_from_bin.rotation.euler_angles().2;
+    let margin = 0.01;
+    let half = ((length.min(width) / 2.0 - margin) / (yaw.cos().abs() + yaw.sin().abs())).max(0.0);
+    let centre = cell_from_bin.translation.vector;
+    let settings = PileSettings {
+        drop_region_m: (
+            [centre.x - half, centre.x + half],
+            [centre.y - half, centre.y + half],
+        ),
+        bin_floor_z_m: cell_from_bin.translation.vector.z,
+        bin_inner_size_m: inner_size,
+        friction: cfg.objects.friction.sample(rng),
+        restitution: 0.1,
+        density_kg_m3: 800.0,
+        max_steps: 900,
+        // Inside or outside is decided below, in the bin's own frame (it may be turned).
+        keep_outside: true,
+    };
+    // A body physics refuses (a hull without volume) is left out and the pile dropped again.
+    let mut settled = settle_pile(&slabs, &bodies, &settings, rng);
+    while let Err(PileError::InvalidBody { index, .. }) = settled {
+        bodies.remove(index);
+        solids.remove(index);
+        settled = settle_pile(&slabs, &bodies, &settings, rng);
+    }
+    let Ok(settled) = settled else {
+        return Vec::new();
+    };
+    let bin_from_cell = cell_from_bin.inverse();
+    let mut objects = Vec::with_capacity(solids.len());
+    for ((family, solid, material), pose) in solids.into_iter().zip(settled.cell_from_body) {
+        let Some(pose) = pose else { continue };
+        let placed = Placed::new(solid, pose);
+        let com_in_bin = bin_from_cell * (pose * placed.solid.centroid_local());
+        let inside = com_in_bin.x.abs() <= length / 2.0
+            && com_in_bin.y.abs() <= width / 2.0
+            && com_in_bin.z >= -0.005
+            && com_in_bin.z <= wall_height + 0.05;
+        if !inside && !cfg.objects.keep_outside {
+            continue;
+        }
+        let hull = placed.hull_points_world();
+        let top_z_m = hull.iter().map(|p| p.z).fold(f64::NEG_INFINITY, f64::max);
+        let footprint = convex_hull(hull.iter().map(|p| Point2::new(p.x, p.y)).collect());
+        objects.push(SceneObject {
+            instance_id: objects.len() as u16 + 1,
+            family,
+            class_id: classes.object_class(family),
+            placed,
+            material,
+            flat_top: false,
+            top_z_m,
+            footprint,
+        });
+    }
+    objects
 }
 
 /// A random shape and a rotation that sets it on a stable face; whether that face's
 /// opposite is a horizontal top.
 fn sample_shape(
-    kind: ShapeKind,
+    family: ShapeFamily,
     size_m: [f64; 2],
     rng: &mut impl Rng,
 ) -> (Shape, UnitQuaternion<f64>, bool) {
     let mut size = || rng.gen_range(size_m[0]..=size_m[1]);
     let quarter = std::f64::consts::FRAC_PI_2;
-    match kind {
-        ShapeKind::Box => {
-            let shape = Shape::Box {
-                half_extents_m: [size() / 2.0, size() / 2.0, size() / 2.0],
-            };
-            let upright = match rng.gen_range(0..3) {
-                0 => UnitQuaternion::identity(),
-                1 => UnitQuaternion::from_axis_angle(&Vector3::x_axis(), quarter),
-                _ => UnitQuaternion::from_axis_angle(&Vector3::y_axis(), quarter),
-            };
-            (shape, upright, true)
-        }
-        ShapeKind::Cylinder => {
+    match family {
+        ShapeFamily::Cylinder => {
             let shape = Shape::Cylinder {
                 radius_m: size() / 2.0,
                 half_height_m: size() / 2.0,
@@ -340,7 +630,7 @@ fn sample_shape(
                 )
             }
         }
-        ShapeKind::Prism => {
+        ShapeFamily::Prism => {
             let shape = Shape::Prism {
                 base_m: size(),
                 height_m: size() * 0.8,
@@ -358,7 +648,26 @@ fn sample_shape(
                 )
             }
         }
+        // Box, and the analytic stand-in for any other family.
+        _ => {
+            let shape = Shape::Box {
+                half_extents_m: [size() / 2.0, size() / 2.0, size() / 2.0],
+            };
+            let upright = match rng.gen_range(0..3) {
+                0 => UnitQuaternion::identity(),
+                1 => UnitQuaternion::from_axis_angle(&Vector3::x_axis(), quarter),
+                _ => UnitQuaternion::from_axis_angle(&Vector3::y_axis(), quarter),
+            };
+            (shape, upright, true)
+        }
     }
+}
+
+/// Where a lowered object came to rest.
+struct Rested {
+    placed: Placed,
+    top_z_m: f64,
+    footprint: Vec<Point2<f64>>,
 }
 
 /// Where `shape` with `rotation` comes to rest when lowered at (x, y): on the bin floor or on
@@ -372,12 +681,8 @@ fn rest(
     bin_floor_z: f64,
     inner_size: [f64; 2],
     objects: &[SceneObject],
-) -> Option<SceneObject> {
-    let at_origin = Placed::new(
-        shape,
-        Isometry3::from_parts(Translation3::identity(), rotation),
-    );
-    let points = at_origin.hull_points_world();
+) -> Option<Rested> {
+    let points: Vec<Point3<f64>> = shape.hull_points().iter().map(|p| rotation * p).collect();
     let bottom = points.iter().map(|p| p.z).fold(f64::INFINITY, f64::min);
     let height = points.iter().map(|p| p.z).fold(f64::NEG_INFINITY, f64::max) - bottom;
     let footprint = convex_hull(
@@ -413,16 +718,11 @@ fn rest(
         }
     };
     let z = support_z - bottom;
-    Some(SceneObject {
-        instance_id: 0,
-        kind: ShapeKind::Box,
-        class_id: 0,
+    Some(Rested {
         placed: Placed::new(
             shape,
             Isometry3::from_parts(Translation3::new(x, y, z), rotation),
         ),
-        albedo: [0.0; 3],
-        flat_top: false,
         top_z_m: support_z + height,
         footprint,
     })
@@ -524,7 +824,7 @@ mod tests {
         };
         for seed in 0..20 {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-            let scene = Scene::generate(&cfg, &[], &mut rng);
+            let scene = Scene::generate(&cfg, &SceneAssets::default(), &mut rng);
             assert!(!scene.objects.is_empty());
             for (i, o) in scene.objects.iter().enumerate() {
                 let (lo, hi) = o.placed.aabb();
@@ -550,7 +850,7 @@ mod tests {
                     for p in &inner {
                         let local = other.placed.world_from_local.inverse() * p;
                         assert!(
-                            !contains(&other.placed.shape, &local),
+                            !contains(&other.placed.solid.analytic().unwrap(), &local),
                             "seed {seed}: {i} inside {j}"
                         );
                     }
