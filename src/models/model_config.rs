@@ -111,6 +111,18 @@ pub struct ClassInfo {
     pub color: [u8; 3],
 }
 
+impl ClassInfo {
+    /// The classes of the table that are not objects: the scene's background, the bin, and
+    /// the boundary band a U-Net with `boundary_class` predicts between touching objects.
+    pub const NOT_OBJECTS: [&'static str; 3] = ["background", "bin", "boundary"];
+
+    /// Whether this class's pixels belong to objects (instances, detections and grasps come
+    /// from them; `miou_objects` averages over them).
+    pub fn is_object(&self) -> bool {
+        !Self::NOT_OBJECTS.contains(&self.name.as_str())
+    }
+}
+
 /// `model.yaml`: everything besides the weights that is needed to run a model. It travels
 /// with the weights; nothing about the model lives in node parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -169,12 +169,7 @@ impl Examples for SegmentationSet {
             })
             .collect();
         let objects: Vec<f64> = (0..k)
-            .filter(|&c| {
-                !matches!(
-                    self.classes[c].name.as_str(),
-                    "background" | "bin" | "boundary"
-                )
-            })
+            .filter(|&c| self.classes[c].is_object())
             .map(|c| iou[c])
             .collect();
         let total: u64 = confusion.iter().flatten().sum();
