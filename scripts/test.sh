@@ -5,10 +5,12 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 . scripts/env.sh
-echo "== cargo test (default features: ros)"
-cargo test
-echo "== cargo test -p perception_kernels (the CPU convolution kernels against Candle's ops)"
-cargo test -p perception_kernels
+# One build configuration for both packages: `cargo test -p perception_kernels` on its own
+# resolves the kernels' dependencies with fewer features (rand, ...) than the node does, and
+# so compiled candle-core, gemm, safetensors, tokenizers, ... all again (10 min here, 6.5 CPU
+# min); --workspace runs the kernels' tests against the build colcon already made.
+echo "== cargo test --workspace (default features: ros; the CPU kernels against Candle's ops)"
+cargo test --workspace
 echo "== cargo test --no-default-features (library and perception_train without ROS)"
 cargo test --no-default-features --lib --bin perception_train
 echo "== perception_train summary (no ROS)"
