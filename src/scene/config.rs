@@ -73,6 +73,9 @@ pub struct SceneConfig {
     /// place): when set, the bin, objects, targets and lights of every frame come from this
     /// seed and only the camera and the sensor noise change from frame to frame.
     pub fixed_scene_seed: Option<u64>,
+    /// Frames rendered of each settled pile, each from its own camera with its own imaging
+    /// and sensor noise: the pile, its physics and its grasp labels are made once.
+    pub views_per_scene: usize,
 }
 
 impl Default for SceneConfig {
@@ -91,6 +94,7 @@ impl Default for SceneConfig {
             boundary_px: 2,
             write_normals: false,
             fixed_scene_seed: None,
+            views_per_scene: 1,
         }
     }
 }
@@ -521,8 +525,10 @@ impl SceneConfig {
                 colours.check().map_err(|e| format!("{name}: {e}"))?;
             }
         }
-        self.imaging.check().map_err(|e| format!("imaging: {e}"))?;
-        self.sensor.check().map_err(|e| format!("sensor: {e}"))?;
+        self.imaging
+            .check()
+            .map_err(|e| e.within("imaging").to_string())?;
+        self.sensor.check().map_err(|e| e.to_string())?;
         if !(0.0..=1.0).contains(&self.sensor.edge_hole_probability) {
             return Err("sensor.edge_hole_probability must be within 0..1".into());
         }

@@ -14,7 +14,7 @@ use super::bag::{BagError, BagFrame, BagGrasp, BagOptions, BagWriter};
 use super::camera::PinholeCamera;
 use super::config::{ImagingConfig, SceneConfig, ShapeFamily};
 use super::geometry::MeshSolid;
-use super::grasps::grasp_candidates;
+use super::grasps::{grasp_candidates, sample_grasps, SceneGrasps};
 use super::labels::FrameLabels;
 use super::mesh_io::{mesh_files, read_mesh, MeshError};
 use super::render::{render, RenderedFrame};
@@ -126,35 +126,80 @@ impl Generator {
         z ^ (z >> 31)
     }
 
+    /// Frame `index`, on its own (its scene built for it).
     pub fn frame(&self, index: usize) -> GeneratedFrame {
-        let seed = self.frame_seed(index);
-        let mut rng = StdRng::seed_from_u64(seed);
-        let scene = match self.config.fixed_scene_seed {
+        let views = self.config.views_per_scene.max(1);
+        if views == 1 {
+            let seed = self.frame_seed(index);
+            let mut rng = StdRng::seed_from_u64(seed);
+            let scene = self.scene(&mut rng);
+            let grasps = Deferred::Sample;
+            return self.view(&scene, index, &mut rng, grasps);
+        }
+        self.frames_of_scene(index / views, index..index + 1)
+            .pop()
+            .expect("one frame asked, one made")
+    }
+
+    /// Frames `indices` (all of scene `scene_index` when `views_per_scene` > 1): the pile is
+    /// built, settled and its grasps scored once, then seen by one camera per frame.
+    pub fn frames_of_scene(
+        &self,
+        scene_index: usize,
+        indices: std::ops::Range<usize>,
+    ) -> Vec<GeneratedFrame> {
+        if self.config.views_per_scene <= 1 {
+            return indices.map(|i| self.frame(i)).collect();
+        }
+        // A seed of its own, so scene k's pile is not frame k's.
+        let mut scene_rng = StdRng::seed_from_u64(self.frame_seed(scene_index) ^ 0x5CE9_E5EE_D000_0001);
+        let scene = self.scene(&mut scene_rng);
+        let grasps = sample_grasps(
+            &scene,
+            &self.config.gripper,
+            &self.config.suction,
+            &mut scene_rng,
+        );
+        indices
+            .map(|index| {
+                let mut rng = StdRng::seed_from_u64(self.frame_seed(index));
+                self.view(&scene, index, &mut rng, Deferred::Sampled(&grasps))
+            })
+            .collect()
+    }
+
+    fn scene(&self, rng: &mut StdRng) -> Scene {
+        match self.config.fixed_scene_seed {
             Some(fixed) => Scene::generate(
                 &self.config,
                 &self.assets,
                 &mut StdRng::seed_from_u64(fixed),
             ),
-            None => Scene::generate(&self.config, &self.assets, &mut rng),
-        };
+            None => Scene::generate(&self.config, &self.assets, rng),
+        }
+    }
+
+    /// One camera's frame of `scene`: camera, render, imaging, depth sensor, grasp labels.
+    fn view(
+        &self,
+        scene: &Scene,
+        index: usize,
+        rng: &mut StdRng,
+        grasps: Deferred<'_>,
+    ) -> GeneratedFrame {
         let look_at = Point3::new(0.0, 0.0, scene.bin_floor_z_m);
-        let camera: PinholeCamera = sample_camera(
-            &self.config.camera,
-            self.width,
-            self.height,
-            look_at,
-            &mut rng,
-        );
-        let mut rendered = render(&scene, &camera, self.config.boundary_px);
+        let camera: PinholeCamera =
+            sample_camera(&self.config.camera, self.width, self.height, look_at, rng);
+        let mut rendered = render(scene, &camera, self.config.boundary_px);
         // A neutral camera draws nothing, so configs without imaging keep their streams.
         if self.config.imaging != ImagingConfig::default() {
-            let imaging = self.config.imaging.sample(&mut rng);
+            let imaging = self.config.imaging.sample(rng);
             rendered.rgb = develop(
                 &rendered.radiance,
                 self.width as usize,
                 self.height as usize,
                 &imaging,
-                &mut rng,
+                rng,
             );
         }
         let sensed = sense_depth(
@@ -168,17 +213,27 @@ impl Generator {
                 fx_px: camera.fx,
             },
             &self.config.sensor,
-            &mut rng,
+            rng,
         );
-        let grasps = grasp_candidates(
-            &scene,
-            &camera,
-            &self.config.gripper,
-            &self.config.suction,
-            &mut rng,
-        );
+        let grasps = match grasps {
+            Deferred::Sample => grasp_candidates(
+                scene,
+                &camera,
+                &self.config.gripper,
+                &self.config.suction,
+                rng,
+            ),
+            Deferred::Sampled(grasps) => grasps.seen_by(scene, &camera),
+        };
         GeneratedFrame {
-            labels: FrameLabels::new(index, seed, &scene, &camera, &rendered, grasps),
+            labels: FrameLabels::new(
+                index,
+                self.frame_seed(index),
+                scene,
+                &camera,
+                &rendered,
+                grasps,
+            ),
             depth_mm: depth_to_millimetres(&sensed),
             render: rendered,
         }
@@ -187,6 +242,14 @@ impl Generator {
     pub fn classes(&self) -> ClassTable {
         ClassTable::new(self.config.objects.classes, &self.config.objects.families)
     }
+}
+
+/// Where a frame's grasp labels come from.
+enum Deferred<'a> {
+    /// Sampled for this frame, after its sensor noise (one view per scene).
+    Sample,
+    /// Sampled once for the scene.
+    Sampled(&'a SceneGrasps),
 }
 
 /// What `write_dataset` did.
@@ -267,33 +330,42 @@ pub fn write_dataset(
     };
     let started = Instant::now();
     let threads = rayon::current_num_threads();
-    let render_and_write = |index: usize| -> Result<GeneratedFrame, SceneError> {
-        let frame = generator.frame(index);
-        write_frame_files(out, &frame, generator.config.write_normals)?;
-        Ok(frame)
+    // Frames of one scene are made together (one pile, many cameras).
+    let views = generator.config.views_per_scene.max(1);
+    let render_and_write = |scene_index: usize| -> Result<Vec<GeneratedFrame>, SceneError> {
+        let start = scene_index * views;
+        let frames = generator.frames_of_scene(scene_index, start..(start + views).min(count));
+        for frame in &frames {
+            write_frame_files(out, frame, generator.config.write_normals)?;
+        }
+        Ok(frames)
     };
+    let scenes = count.div_ceil(views);
     match &mut bag {
         None => {
-            // Frames are independent: one parallel loop, no barriers.
+            // Scenes are independent: one parallel loop, no barriers.
             let done = std::sync::atomic::AtomicUsize::new(0);
-            (0..count).into_par_iter().try_for_each(|index| {
-                render_and_write(index)?;
-                progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
+            (0..scenes).into_par_iter().try_for_each(|scene_index| {
+                let made = render_and_write(scene_index)?.len();
+                progress(done.fetch_add(made, std::sync::atomic::Ordering::Relaxed) + made);
                 Ok::<_, SceneError>(())
             })?;
         }
         Some(bag) => {
             // Chunks keep the bag in frame order while every thread renders and writes files.
             let chunk = 16 * threads;
-            for start in (0..count).step_by(chunk) {
-                let frames: Vec<GeneratedFrame> = (start..(start + chunk).min(count))
+            for start in (0..scenes).step_by(chunk) {
+                let frames: Vec<GeneratedFrame> = (start..(start + chunk).min(scenes))
                     .into_par_iter()
                     .map(render_and_write)
-                    .collect::<Result<_, _>>()?;
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into_iter()
+                    .flatten()
+                    .collect();
                 for frame in &frames {
                     bag.write_frame(&bag_frame(frame, &bag_grasps(frame)))?;
                 }
-                progress(start + frames.len());
+                progress((start * views + frames.len()).min(count));
             }
         }
     }
@@ -873,5 +945,28 @@ mod tests {
             .to_string();
         assert!(err.contains("empty.ply") && err.contains("parts.yaml"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn views_of_one_pile_share_it_and_match_frames_made_alone() {
+        let mut g = varied(13);
+        g.config.views_per_scene = 3;
+        let together = g.frames_of_scene(1, 3..6);
+        for (k, frame) in together.iter().enumerate() {
+            let alone = g.frame(3 + k);
+            assert_eq!(alone.labels, frame.labels);
+            assert_eq!(alone.render.rgb, frame.render.rgb);
+        }
+        let (a, b) = (&together[0].labels, &together[1].labels);
+        assert_eq!(
+            a.objects.iter().map(|o| o.cell_from_object).collect::<Vec<_>>(),
+            b.objects.iter().map(|o| o.cell_from_object).collect::<Vec<_>>()
+        );
+        assert_ne!(a.cell_from_camera, b.cell_from_camera);
+        // The next pile is another one.
+        assert_ne!(
+            g.frame(6).labels.objects.first().map(|o| o.cell_from_object),
+            a.objects.first().map(|o| o.cell_from_object)
+        );
     }
 }

@@ -52,19 +52,42 @@ pub fn render(scene: &Scene, camera: &PinholeCamera, boundary_px: u32) -> Render
         .map(|p| PixelBounds::of(p, camera))
         .collect();
     let camera_from_cell = camera.camera_from_cell();
-    let rows: Vec<Vec<PixelSample>> = (0..h)
-        .into_par_iter()
-        .map(|v| {
-            let row_objects: Vec<usize> = (0..object_bounds.len())
-                .filter(|&i| object_bounds[i].has_row(v))
-                .collect();
-            let row_parts: Vec<usize> = (0..bin_bounds.len())
-                .filter(|&i| bin_bounds[i].has_row(v))
-                .collect();
-            let mut objects = Vec::with_capacity(row_objects.len());
-            let mut parts = Vec::with_capacity(row_parts.len());
-            (0..w)
-                .map(|u| {
+    let mut frame = RenderedFrame {
+        width: camera.width,
+        height: camera.height,
+        rgb: Vec::new(),
+        radiance: vec![0.0; 3 * n],
+        depth_m: vec![f32::NAN; n],
+        class_mask: vec![CLASS_BACKGROUND; n],
+        instance_mask: vec![0; n],
+        normals_camera: vec![[0.0; 3]; n],
+        cos_incidence: vec![0.0; n],
+        albedo_luma: vec![0.0; n],
+        specular: vec![0.0; n],
+    };
+    // Rows in parallel, each written straight into its slices of the frame's buffers.
+    frame
+        .radiance
+        .par_chunks_mut(3 * w)
+        .zip(frame.depth_m.par_chunks_mut(w))
+        .zip(frame.class_mask.par_chunks_mut(w))
+        .zip(frame.instance_mask.par_chunks_mut(w))
+        .zip(frame.normals_camera.par_chunks_mut(w))
+        .zip(frame.cos_incidence.par_chunks_mut(w))
+        .zip(frame.albedo_luma.par_chunks_mut(w))
+        .zip(frame.specular.par_chunks_mut(w))
+        .enumerate()
+        .for_each(
+            |(v, (((((((radiance, depth), class), instance), normals), cos), luma), specular))| {
+                let row_objects: Vec<usize> = (0..object_bounds.len())
+                    .filter(|&i| object_bounds[i].has_row(v))
+                    .collect();
+                let row_parts: Vec<usize> = (0..bin_bounds.len())
+                    .filter(|&i| bin_bounds[i].has_row(v))
+                    .collect();
+                let mut objects = Vec::with_capacity(row_objects.len());
+                let mut parts = Vec::with_capacity(row_parts.len());
+                for u in 0..w {
                     objects.clear();
                     objects.extend(
                         row_objects
@@ -79,36 +102,21 @@ pub fn render(scene: &Scene, camera: &PinholeCamera, boundary_px: u32) -> Render
                             .copied()
                             .filter(|&i| bin_bounds[i].has_column(u)),
                     );
-                    sample_pixel(scene, camera, u, v, &objects, &parts)
-                })
-                .collect()
-        })
-        .collect();
-    let mut frame = RenderedFrame {
-        width: camera.width,
-        height: camera.height,
-        rgb: Vec::new(),
-        radiance: vec![0.0; 3 * n],
-        depth_m: vec![f32::NAN; n],
-        class_mask: vec![CLASS_BACKGROUND; n],
-        instance_mask: vec![0; n],
-        normals_camera: vec![[0.0; 3]; n],
-        cos_incidence: vec![0.0; n],
-        albedo_luma: vec![0.0; n],
-        specular: vec![0.0; n],
-    };
-    for (i, sample) in rows.into_iter().flatten().enumerate() {
-        let Some(s) = sample else { continue };
-        frame.radiance[3 * i..3 * i + 3].copy_from_slice(&s.radiance);
-        frame.depth_m[i] = s.depth_m;
-        frame.class_mask[i] = s.class;
-        frame.instance_mask[i] = s.instance;
-        let n_cam = camera_from_cell.rotation * s.normal_cell;
-        frame.normals_camera[i] = [n_cam.x as f32, n_cam.y as f32, n_cam.z as f32];
-        frame.cos_incidence[i] = s.cos_incidence;
-        frame.albedo_luma[i] = s.albedo_luma;
-        frame.specular[i] = s.specular;
-    }
+                    let Some(s) = sample_pixel(scene, camera, u, v, &objects, &parts) else {
+                        continue;
+                    };
+                    radiance[3 * u..3 * u + 3].copy_from_slice(&s.radiance);
+                    depth[u] = s.depth_m;
+                    class[u] = s.class;
+                    instance[u] = s.instance;
+                    let n_cam = camera_from_cell.rotation * s.normal_cell;
+                    normals[u] = [n_cam.x as f32, n_cam.y as f32, n_cam.z as f32];
+                    cos[u] = s.cos_incidence;
+                    luma[u] = s.albedo_luma;
+                    specular[u] = s.specular;
+                }
+            },
+        );
     frame.rgb = develop(
         &frame.radiance,
         w,
@@ -119,8 +127,6 @@ pub fn render(scene: &Scene, camera: &PinholeCamera, boundary_px: u32) -> Render
     mark_boundaries(&mut frame, scene.classes.boundary(), boundary_px);
     frame
 }
-
-type PixelSample = Option<Sample>;
 
 struct Sample {
     radiance: [f32; 3],
@@ -140,7 +146,7 @@ fn sample_pixel(
     v: usize,
     objects: &[usize],
     parts: &[usize],
-) -> PixelSample {
+) -> Option<Sample> {
     let (ray, depth_per_t) = camera.pixel_ray(u as u32, v as u32);
     let hit = scene.cast_among(&ray, f64::INFINITY, Some(objects), Some(parts))?;
     let normal = hit.hit.normal;
