@@ -1,3 +1,5 @@
+//! The pinhole camera of the generator: intrinsics from a field of view, pixel rays, projection.
+
 use nalgebra::{Isometry3, Matrix3, Point3, Rotation3, Translation3, UnitQuaternion, Vector3};
 
 use super::geometry::Ray;

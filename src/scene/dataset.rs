@@ -1,3 +1,6 @@
+//! The generator as a whole: `Generator` makes frames from a config and a seed, and
+//! `write_dataset` writes them as a data set folder (and optionally a rosbag2).
+
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

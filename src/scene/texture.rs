@@ -1,3 +1,6 @@
+//! Printed targets: a PNG image on a rectangle placed in the cell (calibration boards,
+//! posters).
+
 use std::path::PathBuf;
 
 use nalgebra::{Isometry3, Point3, Translation3, UnitQuaternion, Vector3};
