@@ -51,6 +51,11 @@ pub fn render(scene: &Scene, camera: &PinholeCamera, boundary_px: u32) -> Render
         .iter()
         .map(|p| PixelBounds::of(p, camera))
         .collect();
+    let shadow_grids: Vec<ShadowGrid> = if scene.shadows {
+        scene.lights.iter().map(|l| ShadowGrid::new(scene, l.to_light)).collect()
+    } else {
+        Vec::new()
+    };
     let camera_from_cell = camera.camera_from_cell();
     let mut frame = RenderedFrame {
         width: camera.width,
@@ -102,7 +107,8 @@ pub fn render(scene: &Scene, camera: &PinholeCamera, boundary_px: u32) -> Render
                             .copied()
                             .filter(|&i| bin_bounds[i].has_column(u)),
                     );
-                    let Some(s) = sample_pixel(scene, camera, u, v, &objects, &parts) else {
+                    let Some(s) = sample_pixel(scene, &shadow_grids, camera, u, v, &objects, &parts)
+                    else {
                         continue;
                     };
                     radiance[3 * u..3 * u + 3].copy_from_slice(&s.radiance);
@@ -141,6 +147,7 @@ struct Sample {
 
 fn sample_pixel(
     scene: &Scene,
+    shadow_grids: &[ShadowGrid],
     camera: &PinholeCamera,
     u: usize,
     v: usize,
@@ -179,7 +186,8 @@ fn sample_pixel(
         }
         _ => material.albedo_at(&point),
     };
-    let (radiance, highlight) = shade(scene, &point, albedo, material, &normal, &to_eye);
+    let (radiance, highlight) =
+        shade(scene, shadow_grids, &point, albedo, material, &normal, &to_eye);
     Some(Sample {
         radiance,
         depth_m: (hit.hit.t * depth_per_t) as f32,
@@ -195,6 +203,7 @@ fn sample_pixel(
 /// Linear radiance at `point` and the strength of its highlight.
 fn shade(
     scene: &Scene,
+    shadow_grids: &[ShadowGrid],
     point: &Point3<f64>,
     albedo: [f64; 3],
     material: &Material,
@@ -204,15 +213,15 @@ fn shade(
     let mut diffuse = [scene.ambient; 3];
     let mut highlight = [0.0; 3];
     let mut strongest = 0.0_f64;
-    for light in &scene.lights {
+    for (l, light) in scene.lights.iter().enumerate() {
         let lambert = normal.dot(&light.to_light);
         if lambert <= 0.0 {
             continue;
         }
-        if scene.shadows {
+        if let Some(grid) = shadow_grids.get(l) {
             // Start a little off the surface so the ray does not meet its own origin.
             let shadow = Ray::new(point + normal * 1e-5, light.to_light);
-            if scene.occluded(&shadow, 10.0) {
+            if grid.occluded(scene, &shadow) {
                 continue;
             }
         }
@@ -234,6 +243,95 @@ fn shade(
         [0, 1, 2].map(|c| (albedo[c] * diffuse[c] + highlight[c]) as f32),
         strongest,
     )
+}
+
+/// The occluders a shadow ray towards one directional light can meet, binned by where the
+/// ray lies in the plane across the light: a ray only tests the bin parts and objects whose
+/// projection covers its cell, not all of them.
+struct ShadowGrid {
+    across: [Vector3<f64>; 2],
+    origin: [f64; 2],
+    cell_m: f64,
+    size: [usize; 2],
+    /// Per cell: occluders, bin parts first (`k < bin_parts.len()`), then objects.
+    cells: Vec<Vec<u16>>,
+}
+
+impl ShadowGrid {
+    const CELLS: usize = 48;
+
+    fn new(scene: &Scene, to_light: Vector3<f64>) -> Self {
+        let helper = if to_light.x.abs() < 0.9 {
+            Vector3::x()
+        } else {
+            Vector3::y()
+        };
+        let a = to_light.cross(&helper).normalize();
+        let b = to_light.cross(&a);
+        let occluders = scene
+            .bin_parts
+            .iter()
+            .chain(scene.objects.iter().map(|o| &o.placed));
+        let boxes: Vec<[f64; 4]> = occluders
+            .map(|p| {
+                p.hull_points_world().iter().fold(
+                    [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY],
+                    |[x0, y0, x1, y1], q| {
+                        let (x, y) = (q.coords.dot(&a), q.coords.dot(&b));
+                        [x0.min(x), y0.min(y), x1.max(x), y1.max(y)]
+                    },
+                )
+            })
+            .collect();
+        let bounds = boxes.iter().fold(
+            [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY],
+            |[x0, y0, x1, y1], r| [x0.min(r[0]), y0.min(r[1]), x1.max(r[2]), y1.max(r[3])],
+        );
+        let span = (bounds[2] - bounds[0]).max(bounds[3] - bounds[1]).max(1e-6);
+        let cell_m = span / Self::CELLS as f64 * 1.0001;
+        let size = [
+            (((bounds[2] - bounds[0]) / cell_m) as usize + 1).min(Self::CELLS + 1),
+            (((bounds[3] - bounds[1]) / cell_m) as usize + 1).min(Self::CELLS + 1),
+        ];
+        let mut cells = vec![Vec::new(); size[0] * size[1]];
+        for (k, r) in boxes.iter().enumerate() {
+            let cell = |v: f64, o: f64, n: usize| (((v - o) / cell_m).max(0.0) as usize).min(n - 1);
+            for j in cell(r[1], bounds[1], size[1])..=cell(r[3], bounds[1], size[1]) {
+                for i in cell(r[0], bounds[0], size[0])..=cell(r[2], bounds[0], size[0]) {
+                    cells[j * size[0] + i].push(k as u16);
+                }
+            }
+        }
+        Self {
+            across: [a, b],
+            origin: [bounds[0], bounds[1]],
+            cell_m,
+            size,
+            cells,
+        }
+    }
+
+    /// Whether a bin part or an object lies on `ray` (a ray towards this grid's light).
+    fn occluded(&self, scene: &Scene, ray: &Ray) -> bool {
+        let p = ray.origin.coords;
+        let x = (p.dot(&self.across[0]) - self.origin[0]) / self.cell_m;
+        let y = (p.dot(&self.across[1]) - self.origin[1]) / self.cell_m;
+        if x < 0.0 || y < 0.0 || x >= self.size[0] as f64 || y >= self.size[1] as f64 {
+            return false;
+        }
+        let parts = scene.bin_parts.len();
+        self.cells[y as usize * self.size[0] + x as usize]
+            .iter()
+            .any(|&k| {
+                let k = k as usize;
+                let placed = if k < parts {
+                    &scene.bin_parts[k]
+                } else {
+                    &scene.objects[k - parts].placed
+                };
+                placed.may_intersect(ray, 10.0) && placed.intersect(ray, 10.0).is_some()
+            })
+    }
 }
 
 /// Object pixels next to (within `radius` pixels of) another object's pixels become the
@@ -320,5 +418,45 @@ impl PixelBounds {
 
     fn has_column(&self, u: usize) -> bool {
         (self.u.0..=self.u.1).contains(&(u as isize))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scene::config::SceneConfig;
+    use crate::scene::world::SceneAssets;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn shadow_grids_find_exactly_the_occluders_every_shadow_ray_meets() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config/scene/bin_picking_varied.yaml");
+        let config: SceneConfig =
+            serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let (mut shadowed, mut lit) = (0, 0);
+        for _ in 0..4 {
+            let scene = Scene::generate(&config, &SceneAssets::default(), &mut rng);
+            for light in &scene.lights {
+                let grid = ShadowGrid::new(&scene, light.to_light);
+                for _ in 0..3000 {
+                    let origin = Point3::new(
+                        rng.gen_range(-0.5..0.5),
+                        rng.gen_range(-0.4..0.4),
+                        rng.gen_range(0.0..0.2),
+                    );
+                    let ray = Ray::new(origin, light.to_light);
+                    let expected = scene.occluded(&ray, 10.0);
+                    assert_eq!(grid.occluded(&scene, &ray), expected, "ray from {origin}");
+                    if expected {
+                        shadowed += 1
+                    } else {
+                        lit += 1
+                    }
+                }
+            }
+        }
+        assert!(shadowed > 100 && lit > 100, "{shadowed} shadowed, {lit} lit");
     }
 }

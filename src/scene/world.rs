@@ -396,7 +396,8 @@ impl Scene {
         self.cast_among(ray, t_max, None, None)
     }
 
-    /// Whether anything (bin or object) lies on `ray` before `t_max`: shadow rays.
+    /// Whether anything (bin or object) lies on `ray` before `t_max`, testing them all (the
+    /// renderer bins them per light; this is its reference).
     pub fn occluded(&self, ray: &Ray, t_max: f64) -> bool {
         self.bin_parts
             .iter()
