@@ -932,6 +932,7 @@ mod tests {
             for o in &labels.objects {
                 assert_eq!(o.family, "mesh");
                 assert!(o.shape.is_none());
+                assert_eq!(o.mesh_closed, Some(true));
                 sources.insert(o.source.clone().unwrap());
             }
         }

@@ -4,7 +4,7 @@ use nalgebra::Isometry3;
 use serde::{Deserialize, Serialize};
 
 use super::camera::PinholeCamera;
-use super::geometry::Shape;
+use super::geometry::{Shape, Solid};
 use super::grasps::GraspLabel;
 use super::render::RenderedFrame;
 use super::world::Scene;
@@ -46,6 +46,10 @@ pub struct ObjectLabel {
     /// The mesh file of a `mesh` object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// Meshes: whether every edge is shared by exactly two triangles. Open or non-manifold
+    /// mesh files are rendered and flagged here with `false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh_closed: Option<bool>,
     /// The analytic shape (box, cylinder, prism); absent for meshes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shape: Option<Shape>,
@@ -96,6 +100,10 @@ impl FrameLabels {
                     class_name: scene.classes.names[o.class_id as usize].clone(),
                     family: o.family.name().to_string(),
                     source: o.source().map(str::to_string),
+                    mesh_closed: match &o.placed.solid {
+                        Solid::Mesh(mesh) => Some(mesh.closed),
+                        Solid::Analytic(_) => None,
+                    },
                     shape: o.placed.solid.analytic(),
                     cell_from_object: PoseLabel::from(&o.placed.world_from_local),
                     camera_from_object: PoseLabel::from(
