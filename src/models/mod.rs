@@ -22,7 +22,9 @@ pub use grasp_net::{GraspNet, GraspNetConfig};
 pub use inception_net::{InceptionNet, InceptionNetConfig};
 pub use lenet::{LeNet5, LeNet5Config, PoolKind};
 pub use mlp::{Mlp, MlpConfig};
-pub use model_config::{Architecture, ClassInfo, InputSize, ModelConfig, Task};
+pub use model_config::{
+    Architecture, Calibration, CalibrationMethod, ClassInfo, InputSize, ModelConfig, Task,
+};
 pub use model_error::ModelError;
 pub use model_folder::{LoadedModel, ModelFolder, WeightsSource};
 pub use network::Network;

@@ -144,6 +144,69 @@ pub struct ModelConfig {
     /// Data set, seed, epochs, final metrics: free-form, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<serde_yaml::Value>,
+    /// How a grasp-quality network's logit becomes a probability of success, fitted on the
+    /// validation split by `perception_train fit`. Absent: the plain sigmoid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
+}
+
+/// How a calibration maps a logit to a probability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CalibrationMethod {
+    /// `sigmoid(logit / temperature)` (Guo et al. 2017, "On Calibration of Modern Neural
+    /// Networks"): one parameter, so the ranking and the 0.5 decision stay the network's.
+    Temperature,
+}
+
+/// A binary classifier's calibration: `calibration: {method: temperature, temperature: 2.5,
+/// validation_ece_before: 0.08, validation_ece_after: 0.01}` in `model.yaml`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    pub method: CalibrationMethod,
+    /// Divides the logit; > 1 softens over-confident outputs.
+    pub temperature: f64,
+    /// Expected calibration error (10 equal-width bins) on the validation split before and
+    /// after, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_ece_before: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_ece_after: Option<f64>,
+}
+
+impl Calibration {
+    pub fn temperature(temperature: f64) -> Self {
+        Self {
+            method: CalibrationMethod::Temperature,
+            temperature,
+            validation_ece_before: None,
+            validation_ece_after: None,
+        }
+    }
+
+    /// The logit as the network would have to output it for the plain sigmoid to give the
+    /// calibrated probability.
+    pub fn scale_logit(&self, logit: f32) -> f32 {
+        match self.method {
+            CalibrationMethod::Temperature => (logit as f64 / self.temperature) as f32,
+        }
+    }
+
+    /// The calibrated probability of a logit.
+    pub fn probability(&self, logit: f32) -> f32 {
+        1.0 / (1.0 + (-self.scale_logit(logit)).exp())
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return Err(format!(
+                "calibration.temperature is {}; it must be a positive number (drop `calibration` for none)",
+                self.temperature
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl ModelConfig {
@@ -177,6 +240,94 @@ impl ModelConfig {
         if self.normalization.std.iter().any(|s| !(*s > 0.0)) {
             return Err("normalization.std must be positive".into());
         }
+        if let Some(calibration) = &self.calibration {
+            if self.task != Task::GraspQuality {
+                return Err(format!(
+                    "calibration applies to grasp_quality models, not {:?}; drop it",
+                    self.task
+                ));
+            }
+            calibration.check()?;
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped_yaml(name: &str) -> String {
+        let path = format!("{}/models/{name}/model.yaml", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    #[test]
+    fn shipped_model_yaml_without_calibration_loads_as_identity() {
+        for name in [
+            "gqcnn_parallel_jaw",
+            "unet_bin_seg",
+            "depth_bin",
+            "posenet_cell",
+        ] {
+            let config: ModelConfig = serde_yaml::from_str(&shipped_yaml(name)).unwrap();
+            assert_eq!(config.calibration, None, "{name}");
+            config.check().unwrap();
+        }
+    }
+
+    #[test]
+    fn model_yaml_round_trips_with_and_without_calibration() {
+        let mut config: ModelConfig =
+            serde_yaml::from_str(&shipped_yaml("gqcnn_parallel_jaw")).unwrap();
+        let plain = serde_yaml::to_string(&config).unwrap();
+        assert!(
+            !plain.contains("calibration"),
+            "absent field written: {plain}"
+        );
+        assert_eq!(serde_yaml::from_str::<ModelConfig>(&plain).unwrap(), config);
+
+        config.calibration = Some(Calibration {
+            validation_ece_before: Some(0.08),
+            validation_ece_after: Some(0.01),
+            ..Calibration::temperature(2.5)
+        });
+        let yaml = serde_yaml::to_string(&config).unwrap();
+        assert!(yaml.contains("method: temperature"), "{yaml}");
+        let back: ModelConfig = serde_yaml::from_str(&yaml).unwrap();
+        assert_eq!(back, config);
+        back.check().unwrap();
+
+        let by_hand = format!("{plain}calibration: {{method: temperature, temperature: 2.5}}\n");
+        let read: ModelConfig = serde_yaml::from_str(&by_hand).unwrap();
+        assert_eq!(read.calibration, Some(Calibration::temperature(2.5)));
+    }
+
+    #[test]
+    fn calibration_rejects_bad_temperatures_and_other_tasks() {
+        let mut config: ModelConfig =
+            serde_yaml::from_str(&shipped_yaml("gqcnn_parallel_jaw")).unwrap();
+        for t in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            config.calibration = Some(Calibration::temperature(t));
+            let e = config.check().unwrap_err();
+            assert!(e.contains("calibration.temperature"), "{e}");
+        }
+        let mut unet: ModelConfig = serde_yaml::from_str(&shipped_yaml("unet_bin_seg")).unwrap();
+        unet.calibration = Some(Calibration::temperature(2.0));
+        assert!(unet.check().unwrap_err().contains("grasp_quality"));
+        let unknown = format!(
+            "{}calibration: {{method: temperature, temperature: 2.0, bias: 1.0}}\n",
+            shipped_yaml("gqcnn_parallel_jaw")
+        );
+        assert!(serde_yaml::from_str::<ModelConfig>(&unknown).is_err());
+    }
+
+    #[test]
+    fn temperature_divides_the_logit() {
+        let c = Calibration::temperature(2.0);
+        // sigmoid(2 / 2) = sigmoid(1) = 0.731059
+        assert!((c.probability(2.0) - 0.731_058_6).abs() < 1e-6);
+        assert_eq!(c.probability(0.0), 0.5);
+        assert!((Calibration::temperature(1.0).probability(-3.0) - 0.047_425_87).abs() < 1e-6);
     }
 }

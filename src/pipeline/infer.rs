@@ -9,7 +9,8 @@ use thiserror::Error;
 use super::{CameraPose, Frame, Gripper, InferOptions, Outputs, ScoredGrasp, StageTimings};
 use crate::image::DepthImage;
 use crate::models::{
-    Architecture, LoadedModel, ModelError, ModelFolder, PoseNet, Task, WeightsSource,
+    Architecture, Calibration, CalibrationMethod, LoadedModel, ModelError, ModelFolder, PoseNet,
+    Task, WeightsSource,
 };
 use crate::postprocess::{
     blend_overlay, depth_output_to_image, label_instances, locate_instances, logits_to_class_mask,
@@ -161,7 +162,8 @@ impl Pipeline {
     }
 
     /// Scores `candidates` with the grasp network in batches, from `depth` (metres); returns
-    /// the qualities in the same order.
+    /// the qualities (calibrated probabilities of success when the model has a calibration)
+    /// in the same order.
     fn score_grasps(
         &self,
         model: &LoadedModel,
@@ -199,11 +201,7 @@ impl Pipeline {
                 candle_core::Tensor::from_vec(patches, (chunk.len(), 1, side, side), &self.device)?;
             let z = candle_core::Tensor::from_vec(depths, (chunk.len(), 1), &self.device)?;
             let logits = model.network.forward_t(&[x, z], false)?;
-            qualities.extend(
-                candle_nn::ops::sigmoid(&logits)?
-                    .flatten_all()?
-                    .to_vec1::<f32>()?,
-            );
+            qualities.extend(grasp_qualities(&logits, model.config.calibration.as_ref())?);
         }
         Ok(qualities)
     }
@@ -374,6 +372,22 @@ impl Pipeline {
     }
 }
 
+/// Grasp qualities from the GQ-CNN's logits: `sigmoid(logit)`, or with the model's
+/// calibration `sigmoid(logit / T)`, so that `grasp_min_quality` compares a probability of
+/// success.
+fn grasp_qualities(
+    logits: &candle_core::Tensor,
+    calibration: Option<&Calibration>,
+) -> candle_core::Result<Vec<f32>> {
+    let logits = match calibration.map(|c| (c.method, c.temperature)) {
+        Some((CalibrationMethod::Temperature, temperature)) => (logits / temperature)?,
+        None => logits.clone(),
+    };
+    candle_nn::ops::sigmoid(&logits)?
+        .flatten_all()?
+        .to_vec1::<f32>()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,6 +439,70 @@ mod tests {
                 cy_px: k.cy,
             }),
             ..frame_of(g)
+        }
+    }
+
+    #[test]
+    fn grasp_qualities_divide_the_logit_by_the_temperature() {
+        let logits = candle_core::Tensor::new(&[[2.0f32], [0.0], [-4.0]], &Device::Cpu).unwrap();
+        let sigmoid = |x: f32| 1.0 / (1.0 + (-x).exp());
+        let plain = grasp_qualities(&logits, None).unwrap();
+        let calibrated = grasp_qualities(&logits, Some(&Calibration::temperature(2.0))).unwrap();
+        for (q, want) in plain.iter().zip([sigmoid(2.0), 0.5, sigmoid(-4.0)]) {
+            assert!((q - want).abs() < 1e-6, "{q} vs {want}");
+        }
+        // sigmoid(2 / 2) = 0.731: a 0.88 quality that passed `grasp_min_quality: 0.8` does not
+        // once calibrated.
+        for (q, want) in calibrated.iter().zip([0.731_058_6, 0.5, sigmoid(-2.0)]) {
+            assert!((q - want).abs() < 1e-6, "{q} vs {want}");
+        }
+    }
+
+    /// The shipped GQ-CNN through the pipeline's scoring, with and without a temperature in its
+    /// config: each quality q becomes sigmoid(logit(q) / T).
+    #[test]
+    fn grasp_head_applies_the_models_calibration() {
+        let mut pipeline = Pipeline::new(&shipped("unet_bin_seg"), Device::Cpu)
+            .unwrap()
+            .with_grasp(&shipped("gqcnn_parallel_jaw"), GraspSampling::default())
+            .unwrap();
+        // A 4 cm-high block on a table 0.75 m away, grasped across it at several places.
+        let (w, h) = (160usize, 120usize);
+        let depth_m: Vec<f32> = (0..w * h)
+            .map(|i| {
+                let (u, v) = (i % w, i / w);
+                if (70..90).contains(&u) && (50..70).contains(&v) {
+                    0.71
+                } else {
+                    0.75
+                }
+            })
+            .collect();
+        let depth = DepthImage {
+            width: w as u32,
+            height: h as u32,
+            depth_m,
+        };
+        let candidates: Vec<GraspCandidate> = (0..6)
+            .map(|k| GraspCandidate {
+                instance_id: 1,
+                center_px: [64.0 + 6.0 * k as f64, 60.0],
+                angle_rad: 0.3 * k as f64,
+                width_m: 0.03,
+                approach_depth_m: 0.72,
+            })
+            .collect();
+        let score = |p: &Pipeline| {
+            let (model, _) = p.grasp.as_ref().unwrap();
+            p.score_grasps(model, &candidates, &depth, 200.0).unwrap()
+        };
+        let plain = score(&pipeline);
+        pipeline.grasp.as_mut().unwrap().0.config.calibration = Some(Calibration::temperature(2.5));
+        let calibrated = score(&pipeline);
+        for (&q, &c) in plain.iter().zip(&calibrated) {
+            let logit = (q as f64 / (1.0 - q as f64)).ln();
+            let want = 1.0 / (1.0 + (-logit / 2.5).exp());
+            assert!((c as f64 - want).abs() < 1e-4, "{q} -> {c}, want {want}");
         }
     }
 

@@ -23,8 +23,8 @@ use super::transfer::{apply_freeze_and_groups, init_from};
 use super::{weight_penalty, DataConfig, Optimizer, Param, TrainConfig, TrainError};
 use crate::data::BinDataset;
 use crate::models::{
-    assign_weights_strict, Architecture, ClassInfo, InputSize, LoadedModel, ModelConfig,
-    ModelFolder, Network, Task,
+    assign_weights_strict, replace_file, Architecture, Calibration, ClassInfo, InputSize,
+    LoadedModel, ModelConfig, ModelFolder, Network, Task,
 };
 use crate::nn::initialize;
 use crate::preprocess::Normalization;
@@ -49,6 +49,19 @@ pub trait Examples: Sync {
     /// Augments training batches from now on (checked against the task first).
     fn set_augmentation(&mut self, augmentation: AugmentConfig);
     fn loss(&self, output: &Tensor, target: &Tensor) -> candle_core::Result<Tensor>;
+    /// Uses `calibration` (the model's) for the probabilities `evaluate` measures; tasks
+    /// without one ignore it.
+    fn set_calibration(&mut self, _calibration: Option<&Calibration>) {}
+    /// A calibration of the network's output fitted on `indices` (the validation split), for
+    /// tasks whose output is a probability; `None` for the others.
+    fn fit_calibration(
+        &self,
+        _network: &Network,
+        _indices: &[usize],
+        _device: &Device,
+    ) -> candle_core::Result<Option<Calibration>> {
+        Ok(None)
+    }
     /// The task's metrics on `indices`, in eval mode.
     fn evaluate(
         &self,
@@ -484,6 +497,7 @@ pub fn fit(config: &TrainConfig, resume: bool, device: &Device) -> Result<FitRep
                 normalization: norm.clone(),
                 untrained_seed: None,
                 provenance: Some(provenance),
+                calibration: None,
             };
             publish_model(&run, epoch, &model, &varmap)?;
         } else {
@@ -502,8 +516,31 @@ pub fn fit(config: &TrainConfig, resume: bool, device: &Device) -> Result<FitRep
         }
     }
 
+    // The best model's calibration, fitted on the validation split and written with it.
+    let mut best = ModelFolder::new(run.join("model")).load(device)?;
+    let calibration_split = if validation.is_empty() {
+        training
+    } else {
+        validation
+    };
+    if let Some(calibration) = train.fit_calibration(&best.network, calibration_split, device)? {
+        eprintln!(
+            "calibration: temperature {:.3}, validation ECE {:.4} -> {:.4}",
+            calibration.temperature,
+            calibration.validation_ece_before.unwrap_or(f64::NAN),
+            calibration.validation_ece_after.unwrap_or(f64::NAN)
+        );
+        best.config.calibration = Some(calibration);
+        let yaml_path = run.join("model").join("model.yaml");
+        let yaml_tmp = run.join("model").join(".model.yaml.tmp");
+        let yaml = serde_yaml::to_string(&best.config)
+            .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+        std::fs::write(&yaml_tmp, yaml).map_err(io(&yaml_tmp))?;
+        replace_file(&yaml_tmp, &yaml_path)?;
+    }
+    test.set_calibration(best.config.calibration.as_ref());
+
     // Held-out test metrics of the best model, written beside the run.
-    let best = ModelFolder::new(run.join("model")).load(device)?;
     let all: Vec<usize> = (0..test.len()).collect();
     let metrics = test.evaluate(&best.network, &all, device)?;
     let metrics_path = run.join("metrics.json");
@@ -568,6 +605,7 @@ pub fn evaluate_model(
     }
     let mut set = open_task_set(&model.config.architecture, None, data)?;
     set.set_normalization_to(&model.config.normalization);
+    set.set_calibration(model.config.calibration.as_ref());
     let all: Vec<usize> = (0..set.len()).collect();
     Ok(set.evaluate(&model.network, &all, device)?)
 }
@@ -664,7 +702,13 @@ mod tests {
                 Architecture::GraspQuality(GraspNetConfig::tiny()),
                 &train,
                 &test,
-                &["precision", "recall", "average_precision", "accuracy"][..],
+                &[
+                    "precision",
+                    "recall",
+                    "average_precision",
+                    "accuracy",
+                    "grasp_quality_ece",
+                ][..],
             ),
         ];
         for (architecture, train, test, keys) in cases {
@@ -703,6 +747,17 @@ mod tests {
                 .load(&Device::Cpu)
                 .unwrap();
             assert_eq!(model.config.task, task);
+            // Only the grasp model is calibrated, on the validation split, and says how well.
+            match (&model.config.calibration, task) {
+                (Some(c), Task::GraspQuality) => {
+                    assert!(
+                        c.temperature > 0.0 && c.validation_ece_after.is_some(),
+                        "{c:?}"
+                    )
+                }
+                (None, Task::GraspQuality) => panic!("the grasp model has no calibration"),
+                (c, _) => assert_eq!(*c, None, "{task:?}"),
+            }
             let again = evaluate_model(&model, test, &Device::Cpu).unwrap();
             for key in keys {
                 let v = &again.metrics[*key];

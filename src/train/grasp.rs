@@ -1,5 +1,5 @@
 //! The grasp-quality task: GQ-CNN examples (aligned depth patches, grasp depth, analytic label)
-//! from a generated data set, and their metrics.
+//! from a generated data set, their metrics, and the calibration of their qualities.
 
 use std::path::Path;
 
@@ -7,10 +7,11 @@ use candle_core::{Device, Tensor};
 use serde::Serialize;
 
 use super::augment::AugmentConfig;
+use super::calibration::{calibrate_temperature, expected_calibration_error};
 use super::fit::{Evaluation, Examples};
 use super::TrainError;
 use crate::data::BinDataset;
-use crate::models::{GraspNetConfig, Network};
+use crate::models::{Calibration, GraspNetConfig, Network};
 use crate::nn::loss::binary_cross_entropy_with_logits;
 use crate::preprocess::{grasp_depth_patch, GraspInImage, Normalization};
 use crate::scene::grasps::GripperKind;
@@ -26,6 +27,8 @@ pub struct GraspSet {
     labels: Vec<f32>,
     normalization: Normalization,
     augmentation: Option<AugmentConfig>,
+    /// Turns logits into the qualities `evaluate` measures the calibration error of.
+    calibration: Option<Calibration>,
 }
 
 impl GraspSet {
@@ -75,6 +78,7 @@ impl GraspSet {
             labels,
             normalization: Normalization::default(),
             augmentation: None,
+            calibration: None,
         })
     }
 
@@ -82,10 +86,30 @@ impl GraspSet {
     pub fn positive_fraction(&self) -> f64 {
         self.labels.iter().map(|&l| l as f64).sum::<f64>() / self.labels.len() as f64
     }
+
+    /// The network's logits and the labels of the examples `indices`, in eval mode.
+    fn logits(
+        &self,
+        network: &Network,
+        indices: &[usize],
+        device: &Device,
+    ) -> candle_core::Result<(Vec<f32>, Vec<bool>, f64)> {
+        let (mut logits, mut truth) = (Vec::new(), Vec::new());
+        let mut loss_sum = 0.0;
+        for chunk in indices.chunks(256) {
+            let (x, y) = self.batch(chunk, None, device)?;
+            let out = network.forward_t(&x, false)?;
+            loss_sum += self.loss(&out, &y)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
+            logits.extend(out.flatten_all()?.to_vec1::<f32>()?);
+            truth.extend(y.flatten_all()?.to_vec1::<f32>()?.iter().map(|&v| v > 0.5));
+        }
+        Ok((logits, truth, loss_sum / indices.len().max(1) as f64))
+    }
 }
 
-/// Grasp-success metrics at the 0.5 probability threshold, and the average precision of the
-/// ranking (area under the precision-recall curve, as scikit-learn computes it).
+/// Grasp-success metrics at the 0.5 probability threshold (a temperature keeps it), the
+/// average precision of the ranking (area under the precision-recall curve, as scikit-learn
+/// computes it), and the expected calibration error of the qualities.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct GraspMetrics {
     pub accuracy: f64,
@@ -95,6 +119,8 @@ pub struct GraspMetrics {
     pub positives: usize,
     pub candidates: usize,
     pub loss: f64,
+    /// Expected calibration error (10 bins) of the qualities, after the model's calibration.
+    pub grasp_quality_ece: f64,
 }
 
 /// AP = sum over the ranked list of (R_k - R_{k-1}) P_k; tied scores form one step.
@@ -201,21 +227,34 @@ impl Examples for GraspSet {
         binary_cross_entropy_with_logits(output, target)
     }
 
+    fn set_calibration(&mut self, calibration: Option<&Calibration>) {
+        self.calibration = calibration.cloned();
+    }
+
+    fn fit_calibration(
+        &self,
+        network: &Network,
+        indices: &[usize],
+        device: &Device,
+    ) -> candle_core::Result<Option<Calibration>> {
+        let (logits, truth, _) = self.logits(network, indices, device)?;
+        Ok(Some(calibrate_temperature(&logits, &truth)))
+    }
+
     fn evaluate(
         &self,
         network: &Network,
         indices: &[usize],
         device: &Device,
     ) -> candle_core::Result<Evaluation> {
-        let (mut scores, mut truth) = (Vec::new(), Vec::new());
-        let mut loss_sum = 0.0;
-        for chunk in indices.chunks(256) {
-            let (x, y) = self.batch(chunk, None, device)?;
-            let logits = network.forward_t(&x, false)?;
-            loss_sum += self.loss(&logits, &y)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
-            scores.extend(logits.flatten_all()?.to_vec1::<f32>()?);
-            truth.extend(y.flatten_all()?.to_vec1::<f32>()?.iter().map(|&v| v > 0.5));
-        }
+        let (scores, truth, loss) = self.logits(network, indices, device)?;
+        let qualities: Vec<f32> = scores
+            .iter()
+            .map(|&z| match &self.calibration {
+                Some(c) => c.probability(z),
+                None => 1.0 / (1.0 + (-z).exp()),
+            })
+            .collect();
         let count = |p: bool, t: bool| {
             scores
                 .iter()
@@ -240,7 +279,8 @@ impl Examples for GraspSet {
             average_precision: average_precision(&scores, &truth),
             positives: (tp + fneg) as usize,
             candidates: scores.len(),
-            loss: loss_sum / indices.len().max(1) as f64,
+            loss,
+            grasp_quality_ece: expected_calibration_error(&qualities, &truth, 10),
         };
         Ok(Evaluation {
             score: metrics.average_precision,

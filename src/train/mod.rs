@@ -5,6 +5,7 @@
 
 mod augment;
 mod bench;
+mod calibration;
 mod channel_moments;
 mod checkpoint;
 mod classification;
@@ -25,6 +26,10 @@ mod visualize;
 
 pub use augment::{AugmentConfig, Draw, Warp};
 pub use bench::{bench_inputs, bench_model, BenchReport};
+pub use calibration::{
+    binary_nll, calibrate_temperature, expected_calibration_error, fit_temperature,
+    TEMPERATURE_RANGE,
+};
 pub use checkpoint::{load_checkpoint, publish_model, save_checkpoint, Progress, CHECKPOINT_FILE};
 pub use classification::{ClassificationMetrics, ClassificationSet};
 pub use config::{DataConfig, EarlyStopping, TrainConfig};

@@ -220,6 +220,7 @@ mod tests {
                     .collect(),
                 normalization: Normalization::default(),
                 untrained_seed: Some(3),
+                calibration: None,
                 provenance: None,
             },
             network,
