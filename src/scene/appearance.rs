@@ -8,6 +8,8 @@
 //! generator's earlier output and random streams exactly.
 
 use std::f64::consts::TAU;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::OnceLock;
 
 use nalgebra::{Point3, Vector3};
@@ -525,6 +527,9 @@ pub enum TextureKind {
     Checker,
     /// Small dots: granite-like or printed speckle.
     Speckle,
+    /// A photograph of a real surface (`photos`: brick, gravel, grass...), its lightness
+    /// tiled across the surface, one image `scale_m` wide.
+    Photo,
 }
 
 /// A surface's look as ranges drawn per scene (or per object).
@@ -543,6 +548,9 @@ pub struct SurfaceConfig {
     pub specular: [f64; 2],
     /// Phong/Blinn exponent: larger gives smaller, sharper highlights.
     pub shininess: [f64; 2],
+    /// PNG photographs for the `photo` kind: files or folders of them (relative to the
+    /// working directory).
+    pub photos: Vec<PathBuf>,
 }
 
 impl Default for SurfaceConfig {
@@ -565,6 +573,7 @@ impl SurfaceConfig {
             contrast: [0.0, 0.0],
             specular: [MATTE_SPECULAR, MATTE_SPECULAR],
             shininess: [SHININESS, SHININESS],
+            photos: Vec::new(),
         }
     }
 
@@ -588,6 +597,15 @@ impl SurfaceConfig {
                     .into(),
             });
         }
+        if self.kinds.contains(&TextureKind::Photo) && self.photos.is_empty() {
+            return Err(AppearanceConfigError {
+                key: "photos".into(),
+                value: "[]".into(),
+                problem: "kinds names photo but photos lists no PNG file or folder".into(),
+                fix: "add photos: [data/textures/] (scripts/setup.sh puts photographs there)"
+                    .into(),
+            });
+        }
         check_range("scale_m", self.scale_m, 1e-4, 10.0)?;
         check_range("contrast", self.contrast, 0.0, 1.0)?;
         check_range("specular", self.specular, 0.0, 1.0)?;
@@ -598,6 +616,17 @@ impl SurfaceConfig {
     /// ranges, a single kind, or a plain texture, so [`SurfaceConfig::matte_plain`] keeps the
     /// random stream unchanged.
     pub fn sample(&self, base_albedo: [f64; 3], rng: &mut impl Rng) -> Material {
+        self.sample_with(base_albedo, &[], rng)
+    }
+
+    /// As [`SurfaceConfig::sample`], the `photo` kind drawing one of `photos` (the loaded
+    /// images of this surface's `photos`; without any it falls back to `noise`).
+    pub fn sample_with(
+        &self,
+        base_albedo: [f64; 3],
+        photos: &[Arc<Photo>],
+        rng: &mut impl Rng,
+    ) -> Material {
         let kind = match self.kinds.len() {
             0 => TextureKind::Plain,
             1 => self.kinds[0],
@@ -605,12 +634,20 @@ impl SurfaceConfig {
         };
         let specular = uniform(self.specular, rng);
         let shininess = uniform(self.shininess, rng);
+        let kind = if kind == TextureKind::Photo && photos.is_empty() {
+            TextureKind::Noise
+        } else {
+            kind
+        };
         let texture = if kind == TextureKind::Plain {
             Texture::plain()
         } else {
             let scale_m = uniform(self.scale_m, rng);
+            let photo = (kind == TextureKind::Photo)
+                .then(|| photos[rng.gen_range(0..photos.len())].clone());
             Texture {
                 kind,
+                photo,
                 scale_m,
                 contrast: uniform(self.contrast, rng),
                 seed: rng.gen(),
@@ -678,6 +715,94 @@ impl Material {
     }
 }
 
+/// A photograph's lightness, centred on its mean and scaled into [-1, 1]: what the `photo`
+/// texture pulls the albedo by.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Photo {
+    pub width: usize,
+    pub height: usize,
+    modulation: Vec<f32>,
+}
+
+impl Photo {
+    /// Reads an 8-bit grey, grey-alpha, RGB or RGBA PNG.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let fail = |e: &dyn std::fmt::Display| format!("photo texture {}: {e}", path.display());
+        let file = std::fs::File::open(path).map_err(|e| fail(&e))?;
+        let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+        decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+        let mut reader = decoder.read_info().map_err(|e| fail(&e))?;
+        let size = reader
+            .output_buffer_size()
+            .ok_or_else(|| fail(&"image too large"))?;
+        if size > 64 << 20 {
+            return Err(fail(&"larger than 64 MB decoded: use a smaller image"));
+        }
+        let mut buf = vec![0; size];
+        let info = reader.next_frame(&mut buf).map_err(|e| fail(&e))?;
+        let channels = info.color_type.samples();
+        let (width, height) = (info.width as usize, info.height as usize);
+        if width == 0 || height == 0 {
+            return Err(fail(&"the image is empty"));
+        }
+        let luma: Vec<f32> = buf[..info.buffer_size()]
+            .chunks_exact(channels)
+            .map(|px| match channels {
+                1 | 2 => px[0] as f32,
+                _ => 0.2126 * px[0] as f32 + 0.7152 * px[1] as f32 + 0.0722 * px[2] as f32,
+            })
+            .collect();
+        Ok(Self::from_luma(width, height, &luma))
+    }
+
+    /// From lightness values of any scale, row-major.
+    pub fn from_luma(width: usize, height: usize, luma: &[f32]) -> Self {
+        let mean = luma.iter().sum::<f32>() / luma.len().max(1) as f32;
+        let spread = luma
+            .iter()
+            .map(|v| (v - mean).abs())
+            .fold(1e-6_f32, f32::max);
+        Self {
+            width,
+            height,
+            modulation: luma.iter().map(|v| (v - mean) / spread).collect(),
+        }
+    }
+
+    /// The modulation at image coordinates in image widths (tiled), nearest texel.
+    fn at(&self, u: f64, v: f64) -> f64 {
+        let x = ((u.rem_euclid(1.0)) * self.width as f64) as usize;
+        let y = ((v * self.width as f64 / self.height as f64).rem_euclid(1.0) * self.height as f64)
+            as usize;
+        self.modulation[y.min(self.height - 1) * self.width + x.min(self.width - 1)] as f64
+    }
+}
+
+/// The PNG files a `photos` entry names: the file, or the PNGs of a folder, sorted.
+pub fn photo_files(entry: &Path) -> Result<Vec<PathBuf>, String> {
+    if entry.is_file() {
+        return Ok(vec![entry.to_owned()]);
+    }
+    let read = std::fs::read_dir(entry).map_err(|e| {
+        format!(
+            "photos entry {}: {e} (scripts/setup.sh puts photographs in data/textures/)",
+            entry.display()
+        )
+    })?;
+    let mut files: Vec<PathBuf> = read
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|x| x.eq_ignore_ascii_case("png"))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(format!("photos entry {} holds no PNG file", entry.display()));
+    }
+    Ok(files)
+}
+
 /// A procedural texture: a kind and its drawn parameters. Every pattern is defined in 3-D, so
 /// it works on any surface without texture coordinates.
 #[derive(Clone, Debug, PartialEq)]
@@ -698,6 +823,8 @@ pub struct Texture {
     pub offset_m: [f64; 3],
     /// Stains: normalised noise level where a stain begins.
     pub threshold: f64,
+    /// The `photo` kind's image.
+    pub photo: Option<Arc<Photo>>,
     /// Stains and speckle: -1 darker, +1 lighter.
     pub polarity: f64,
 }
@@ -714,6 +841,7 @@ impl Texture {
             offset_m: [0.0; 3],
             threshold: 0.5,
             polarity: -1.0,
+            photo: None,
         }
     }
 
@@ -743,6 +871,22 @@ impl Texture {
                     -1.0
                 }
             }
+            TextureKind::Photo => match &self.photo {
+                Some(photo) => {
+                    // Two axes across `direction` span the image plane.
+                    let d = self.direction;
+                    let helper = if d.x.abs() < 0.9 {
+                        Vector3::x()
+                    } else {
+                        Vector3::y()
+                    };
+                    let e1 = d.cross(&helper).normalize();
+                    let e2 = d.cross(&e1);
+                    let p = Vector3::new(q[0], q[1], q[2]);
+                    photo.at(p.dot(&e1), p.dot(&e2))
+                }
+                None => 0.0,
+            },
             TextureKind::Checker => {
                 let parity = q.iter().map(|v| v.floor() as i64).sum::<i64>();
                 if parity.rem_euclid(2) == 0 {
@@ -1483,5 +1627,40 @@ mod tests {
                 .fold(f64::INFINITY, f64::min);
             println!("{name}: {:.2} ms", fastest_s * 1e3);
         }
+    }
+
+    #[test]
+    fn photo_textures_tile_the_image_and_need_their_files() {
+        // A 4x2 image, dark left half, light right half.
+        let photo = Arc::new(Photo::from_luma(4, 2, &[0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0]));
+        let config = SurfaceConfig {
+            kinds: vec![TextureKind::Photo],
+            photos: vec![PathBuf::from("unused")],
+            scale_m: [0.1, 0.1],
+            contrast: [1.0, 1.0],
+            ..SurfaceConfig::matte_plain()
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let material = config.sample_with([0.5; 3], &[photo.clone()], &mut rng);
+        assert_eq!(material.texture.kind, TextureKind::Photo);
+        // Along the image's first axis the albedo alternates between darker and lighter,
+        // repeating every scale_m.
+        let t = &material.texture;
+        let d = t.direction;
+        let helper = if d.x.abs() < 0.9 { Vector3::x() } else { Vector3::y() };
+        let e1 = d.cross(&helper).normalize();
+        let at = |s: f64| material.albedo_at(&Point3::from(e1 * s - Vector3::from(t.offset_m)))[0];
+        let (dark, light) = (at(0.0125), at(0.0625));
+        assert!(dark < 0.5 && light > 0.5, "{dark} {light}");
+        assert!((at(0.1125) - dark).abs() < 1e-9, "tiled every scale_m");
+        // Without photos the kind falls back to noise; without files the config is refused.
+        let fallback = config.sample_with([0.5; 3], &[], &mut rng);
+        assert_eq!(fallback.texture.kind, TextureKind::Noise);
+        let refused = SurfaceConfig {
+            photos: vec![],
+            ..config
+        };
+        assert!(refused.check().unwrap_err().to_string().contains("photos"));
+        assert!(photo_files(Path::new("/nonexistent/textures")).is_err());
     }
 }

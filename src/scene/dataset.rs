@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use thiserror::Error;
 
-use super::appearance::develop;
+use super::appearance::{develop, photo_files, Photo};
 use super::bag::{BagError, BagFrame, BagGrasp, BagOptions, BagWriter};
 use super::camera::PinholeCamera;
 use super::config::{ImagingConfig, SceneConfig, ShapeFamily};
@@ -111,12 +111,36 @@ impl Generator {
                 meshes.push(Arc::new(solid));
             }
         }
+        let mut photos = std::collections::BTreeMap::new();
+        for surface in [&config.bin.surface, &config.floor.surface, &config.objects.surface]
+            .into_iter()
+            .flatten()
+        {
+            for entry in &surface.photos {
+                if photos.contains_key(entry) {
+                    continue;
+                }
+                let loaded = photo_files(entry)
+                    .and_then(|files| {
+                        files
+                            .iter()
+                            .map(|f| Photo::load(f).map(Arc::new))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .map_err(invalid)?;
+                photos.insert(entry.clone(), loaded);
+            }
+        }
         Ok(Self {
             config,
             width,
             height,
             seed,
-            assets: SceneAssets { targets, meshes },
+            assets: SceneAssets {
+                targets,
+                meshes,
+                photos,
+            },
         })
     }
 

@@ -109,7 +109,7 @@ mod tests {
             &config,
             &crate::scene::world::SceneAssets {
                 targets: vec![std::sync::Arc::new(target)],
-                meshes: Vec::new(),
+                ..Default::default()
             },
             &mut rand::rngs::StdRng::seed_from_u64(0),
         );

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use nalgebra::{Isometry3, Point2, Point3, Translation3, UnitQuaternion, Vector3};
 use rand::Rng;
 
-use super::appearance::Material;
-use super::config::{ObjectClasses, Placement, SceneConfig, ShapeFamily};
+use super::appearance::{Material, Photo};
+use super::config::{ObjectClasses, Placement, SceneConfig, ShapeFamily, SurfaceConfig};
 use super::families::procedural_mesh;
 use super::geometry::{Hit, MeshSolid, Placed, Ray, Shape, Solid};
 use super::physics::{settle_pile, BodyShape, PileError, PileSettings, StaticSlab};
@@ -143,6 +143,21 @@ pub struct SceneAssets {
     pub targets: Vec<Arc<TexturedTarget>>,
     /// The mesh files of `objects.meshes`, in metres, centred at their centre of mass.
     pub meshes: Vec<Arc<MeshSolid>>,
+    /// The photographs of every surface's `photos` entry, by entry.
+    pub photos: std::collections::BTreeMap<std::path::PathBuf, Vec<Arc<Photo>>>,
+}
+
+impl SceneAssets {
+    /// The photographs a surface config names.
+    fn photos_of(&self, surface: &SurfaceConfig) -> Vec<Arc<Photo>> {
+        surface
+            .photos
+            .iter()
+            .filter_map(|entry| self.photos.get(entry))
+            .flatten()
+            .cloned()
+            .collect()
+    }
 }
 
 /// A work cell: floor (z = 0), an open bin around the origin, objects in it, lights and
@@ -243,7 +258,7 @@ impl Scene {
         let count = rng.gen_range(cfg.objects.count[0]..=cfg.objects.count[1]);
         let objects = match cfg.objects.placement {
             Placement::Lowered => {
-                lowered_objects(cfg, count, ft, [length, width], &classes, rng)
+                lowered_objects(cfg, assets, count, ft, [length, width], &classes, rng)
             }
             Placement::Physics => physics_objects(
                 cfg,
@@ -300,12 +315,12 @@ impl Scene {
                 [tint(), tint(), tint()]
             }
         };
-        let floor_material = surface_material(&cfg.floor.surface, floor_albedo, MATTE_SPECULAR, rng);
+        let floor_material = surface_material(&cfg.floor.surface, assets, floor_albedo, MATTE_SPECULAR, rng);
         let bin_albedo = match &bin.colours {
             Some(colours) => colours.sample(rng),
             None => bin.color.map(|c| c as f64 / 255.0),
         };
-        let bin_material = surface_material(&bin.surface, bin_albedo, MATTE_SPECULAR, rng);
+        let bin_material = surface_material(&bin.surface, assets, bin_albedo, MATTE_SPECULAR, rng);
         Self {
             bin_parts,
             bin_floor_z_m,
@@ -417,28 +432,30 @@ impl Scene {
 }
 
 fn surface_material(
-    surface: &Option<super::config::SurfaceConfig>,
+    surface: &Option<SurfaceConfig>,
+    assets: &SceneAssets,
     albedo: [f64; 3],
     specular: f64,
     rng: &mut impl Rng,
 ) -> Material {
     match surface {
-        Some(surface) => surface.sample(albedo, rng),
+        Some(surface) => surface.sample_with(albedo, &assets.photos_of(surface), rng),
         None => Material::plain(albedo, specular, SHININESS),
     }
 }
 
-fn object_material(cfg: &SceneConfig, rng: &mut impl Rng) -> Material {
+fn object_material(cfg: &SceneConfig, assets: &SceneAssets, rng: &mut impl Rng) -> Material {
     let albedo = match &cfg.objects.colours {
         Some(colours) => colours.sample(rng),
         None => random_albedo(rng),
     };
-    surface_material(&cfg.objects.surface, albedo, OBJECT_SPECULAR, rng)
+    surface_material(&cfg.objects.surface, assets, albedo, OBJECT_SPECULAR, rng)
 }
 
 /// The first generator's placement: upright primitives lowered onto the floor or flat tops.
 fn lowered_objects(
     cfg: &SceneConfig,
+    assets: &SceneAssets,
     count: usize,
     bin_floor_z: f64,
     inner_size: [f64; 2],
@@ -450,7 +467,7 @@ fn lowered_objects(
     for _ in 0..count {
         let family = cfg.objects.families[rng.gen_range(0..cfg.objects.families.len())];
         let (shape, upright, flat_top) = sample_shape(family, cfg.objects.size_m, rng);
-        let material = object_material(cfg, rng);
+        let material = object_material(cfg, assets, rng);
         for _ in 0..cfg.objects.placement_attempts {
             let yaw = UnitQuaternion::from_axis_angle(
                 &Vector3::z_axis(),
@@ -516,7 +533,7 @@ fn physics_objects(
                 }
             }
         };
-        solids.push((family, solid, object_material(cfg, rng)));
+        solids.push((family, solid, object_material(cfg, assets, rng)));
     }
     let mut bodies: Vec<BodyShape> = solids
         .iter()
