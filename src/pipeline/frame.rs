@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::image::{CameraIntrinsics, DepthImage, MonoImage, RgbImage};
-use crate::postprocess::{GraspCandidate, Instance, InstanceImage};
+use crate::postprocess::{GraspCandidate, GraspsDropped, Instance, InstanceImage, Workspace};
 
 /// One decoded camera frame: colour, registered depth when it arrived, intrinsics when known.
 #[derive(Clone, Debug)]
@@ -26,6 +26,9 @@ pub struct InferOptions {
     /// Grasps published: at most this many, each at least this quality.
     pub grasp_top_k: usize,
     pub grasp_min_quality: f32,
+    /// Grasps whose centre (camera optical frame) lies outside this box are dropped; `None`
+    /// = no box (the bin interior and the background rule still apply).
+    pub workspace: Option<Workspace>,
 }
 
 /// Which gripper a grasp is for.
@@ -85,5 +88,8 @@ pub struct Outputs {
     /// Ranked grasps (best first), when the grasp head is on and depth and camera_info are
     /// known.
     pub grasps: Vec<ScoredGrasp>,
+    /// Grasp candidates dropped before scoring because a robot may not reach them (on the
+    /// background, outside the bin's interior, outside the workspace box).
+    pub grasps_dropped: GraspsDropped,
     pub timings: StageTimings,
 }

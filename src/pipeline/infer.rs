@@ -15,7 +15,7 @@ use crate::models::{
 use crate::postprocess::{
     blend_overlay, depth_output_to_image, label_instances, locate_instances, logits_to_class_mask,
     resize_mask_nearest, sample_parallel_jaw, sample_suction, score_instances, DepthOutputError,
-    GraspCandidate, GraspSampling, SuctionCup,
+    GraspCandidate, GraspSampling, GraspsDropped, Reach, SuctionCup,
 };
 use crate::preprocess::{
     grasp_depth_patch, resize_rgb, rgb_to_input_tensor, GraspInImage, InputError,
@@ -39,6 +39,9 @@ pub struct Pipeline {
     palette: Vec<[u8; 3]>,
     /// Per class: is it an object (not background, bin or boundary)?
     is_object: Vec<bool>,
+    /// Class ids of `background` and `bin` in the class table, for the reach rules.
+    background_class: Option<u8>,
+    bin_class: Option<u8>,
     depth: Option<LoadedModel>,
     pose: Option<(LoadedModel, [f64; 36])>,
     grasp: Option<(LoadedModel, GraspSampling)>,
@@ -115,10 +118,17 @@ impl Pipeline {
             .iter()
             .map(|c| c.is_object())
             .collect();
+        let class_id = |name: &str| {
+            let classes = &segmentation.config.classes;
+            classes.iter().position(|c| c.name == name).map(|i| i as u8)
+        };
+        let (background_class, bin_class) = (class_id("background"), class_id("bin"));
         Ok(Self {
             segmentation,
             palette,
             is_object,
+            background_class,
+            bin_class,
             depth: None,
             pose: None,
             grasp: None,
@@ -292,14 +302,28 @@ impl Pipeline {
         // The grasp network runs after post-processing made its candidates; its time counts
         // as inference.
         let mut grasp_network = std::time::Duration::ZERO;
+        let mut grasps_dropped = GraspsDropped::default();
         if let (Some(depth), Some(camera)) = (
             frame.depth.as_ref().or(depth_estimate.as_ref()),
             &frame.camera,
         ) {
             locate_instances(&mut detections, &instances, depth, camera);
+            let reach = Reach::new(
+                &mask,
+                self.background_class,
+                self.bin_class,
+                depth,
+                options.workspace,
+            );
+            let (width, height) = (frame.rgb.width, frame.rgb.height);
             if let Some((model, sampling)) = &self.grasp {
-                let candidates =
+                let mut candidates =
                     sample_parallel_jaw(&instances, &detections, depth, camera, sampling);
+                candidates.retain(|c| {
+                    let surface_m = c.approach_depth_m - sampling.finger_depth_m;
+                    let (position_m, _) = c.pose(camera, width, height);
+                    reach.keep(&mut grasps_dropped, c.center_px, position_m, surface_m)
+                });
                 let fx = camera.fx_px * frame.rgb.width as f64 / camera.width.max(1) as f64;
                 let scoring = Instant::now();
                 let qualities = self.score_grasps(model, &candidates, depth, fx)?;
@@ -325,6 +349,10 @@ impl Pipeline {
                 grasps.extend(
                     sample_suction(&instances, &detections, depth, camera, cup)
                         .into_iter()
+                        .filter(|g| {
+                            let surface_m = g.position_m[2];
+                            reach.keep(&mut grasps_dropped, g.center_px, g.position_m, surface_m)
+                        })
                         .filter(|g| g.quality >= options.grasp_min_quality)
                         .map(|g| ScoredGrasp {
                             gripper: Gripper::Suction,
@@ -363,6 +391,7 @@ impl Pipeline {
             depth_estimate,
             camera_pose,
             grasps,
+            grasps_dropped,
             timings: StageTimings {
                 preprocess: preprocessed - started,
                 inference: inferred - preprocessed + grasp_network,
@@ -512,6 +541,7 @@ mod tests {
         min_instance_px: 20,
         grasp_top_k: 10,
         grasp_min_quality: 0.0,
+        workspace: None,
     };
 
     /// The shipped depth and pose models through the pipeline, on 320x240 frames of seeds
@@ -771,6 +801,63 @@ mod tests {
         );
     }
 
+    /// Both grippers on new scenes, every candidate above quality 0 published: no grasp centre
+    /// lies outside the bin (the generator's default bin: 0.56 x 0.38 m inside, centred on the
+    /// cell origin, floor at z = 0.012), seen through the labels' camera pose; and a workspace
+    /// box that holds nothing leaves no grasp, counting each refusal.
+    #[test]
+    fn published_grasps_lie_inside_the_bin_and_the_workspace() {
+        use nalgebra::{Point3, Quaternion, UnitQuaternion};
+        let pipeline = Pipeline::new(&shipped("unet_bin_seg"), Device::Cpu)
+            .unwrap()
+            .with_grasp(&shipped("gqcnn_parallel_jaw"), GraspSampling::default())
+            .unwrap()
+            .with_suction(SuctionCup::default());
+        let bins = generated("bin_picking_single_class.yaml", 4247);
+        let options = InferOptions {
+            grasp_top_k: 1000,
+            ..NO_OVERLAY
+        };
+        let (mut published, mut dropped_outside_bin) = (0, 0);
+        for i in 0..3 {
+            let g = bins.frame(i);
+            let frame = frame_with_sensor(&g);
+            let out = pipeline.infer(&frame, &options).unwrap();
+            let pose = g.labels.cell_from_camera;
+            let [x, y, z, w] = pose.rotation_xyzw;
+            let cell_from_camera = UnitQuaternion::from_quaternion(Quaternion::new(w, x, y, z));
+            for grasp in &out.grasps {
+                let p = cell_from_camera * Point3::from(grasp.position_m)
+                    + nalgebra::Vector3::from(pose.translation_m);
+                assert!(
+                    p.x.abs() <= 0.28 + 0.005 && p.y.abs() <= 0.19 + 0.005,
+                    "{:?} grasp at {:?} in the cell, outside the bin",
+                    grasp.gripper,
+                    p
+                );
+                // Not beneath the bin floor: a jaw centre at most its finger depth below the
+                // grasped surface, the surface at most the filter's tolerance below the floor.
+                let floor_z = 0.012 - GraspSampling::default().finger_depth_m - 0.02;
+                assert!(p.z > floor_z, "grasp at z {} below the bin floor", p.z);
+            }
+            published += out.grasps.len();
+            dropped_outside_bin += out.grasps_dropped.outside_bin;
+
+            let nowhere = InferOptions {
+                workspace: crate::postprocess::Workspace::from_bounds(&[
+                    -0.01, -0.01, 0.0, 0.01, 0.01, 0.01,
+                ])
+                .unwrap(),
+                ..options
+            };
+            let boxed = pipeline.infer(&frame, &nowhere).unwrap();
+            assert!(boxed.grasps.is_empty());
+            assert!(boxed.grasps_dropped.outside_workspace >= out.grasps.len() as u32);
+        }
+        eprintln!("published {published}, dropped outside the bin {dropped_outside_bin}");
+        assert!(published >= 10, "{published} grasps in 3 frames");
+    }
+
     #[test]
     fn a_head_given_the_wrong_kind_of_model_is_refused_naming_it() {
         let base = Pipeline::new(&shipped("unet_bin_seg"), Device::Cpu).unwrap();
@@ -811,6 +898,7 @@ mod tests {
                     min_instance_px: 20,
                     grasp_top_k: 10,
                     grasp_min_quality: 0.0,
+                    workspace: None,
                 },
             )
             .unwrap();
@@ -827,6 +915,7 @@ mod tests {
                     min_instance_px: 20,
                     grasp_top_k: 10,
                     grasp_min_quality: 0.0,
+                    workspace: None,
                 },
             )
             .unwrap();

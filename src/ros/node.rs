@@ -473,6 +473,8 @@ fn worker_loop(shared: &Shared, config: &NodeConfig, pipeline: &Pipeline, heads:
             min_instance_px: params.min_instance_px as u32,
             grasp_top_k: params.grasp_top_k as usize,
             grasp_min_quality: params.grasp_min_quality as f32,
+            // validate() checked it at start-up and the run-time parameter service at each change.
+            workspace: params.workspace_box().unwrap_or(None),
         };
         let outputs = match pipeline.infer(&frame, &options) {
             Ok(outputs) => outputs,

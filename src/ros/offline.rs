@@ -108,6 +108,8 @@ pub fn run_offline(args: &OfflineArgs) -> Result<OfflineSummary, NodeError> {
         min_instance_px: params.min_instance_px as u32,
         grasp_top_k: params.grasp_top_k as usize,
         grasp_min_quality: params.grasp_min_quality as f32,
+        // validate() checked it at start-up and the run-time parameter service at each change.
+        workspace: params.workspace_box().unwrap_or(None),
     };
     let mut pairer: StampPairer<(Image, u64), Image> = StampPairer::new(
         config.sync_slop.as_nanos() as i64,

@@ -8,6 +8,7 @@ use r2r::{ParameterValue, RosParams};
 use thiserror::Error;
 
 use crate::pipeline::DeviceChoice;
+use crate::postprocess::Workspace;
 use crate::runtime::QueueMode;
 
 /// The node's ROS parameters (config/perception.yaml). Doc comments become the text of
@@ -47,6 +48,8 @@ pub struct NodeParams {
     pub grasp_top_k: i64,
     /// Least predicted success probability of a published grasp, 0..1. Changeable at run time.
     pub grasp_min_quality: f64,
+    /// Box a grasp centre must lie in, camera optical frame, metres: [x_min, y_min, z_min, x_max, y_max, z_max]; empty = no box (grasps are still kept to the bin's interior when a bin is seen, and never on the background). Changeable at run time.
+    pub workspace: DoubleArray,
     /// Weight of the class colour in segmentation/overlay, 0..1. Changeable at run time.
     pub overlay_alpha: f64,
     /// Connected components of an object class smaller than this many pixels are not instances or detections, 1..1000000. Changeable at run time.
@@ -59,12 +62,74 @@ pub struct NodeParams {
     pub log_throttle_s: f64,
 }
 
+/// A parameter holding a list of doubles (r2r's derive has no `Vec<f64>` leaf).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DoubleArray(pub Vec<f64>);
+
+impl RosParams for DoubleArray {
+    fn register_parameters(
+        &mut self,
+        prefix: &str,
+        param: Option<r2r::Parameter>,
+        params: &mut r2r::indexmap::IndexMap<String, r2r::Parameter>,
+    ) -> r2r::Result<()> {
+        // As r2r's own leaves do: a value from the command line or launch file wins, and the
+        // parameter is re-inserted with its description in declaration order.
+        if let Some(given) = params.shift_remove(prefix) {
+            self.set_parameter("", &given.value)
+                .map_err(|e| e.update_param_name(prefix))?;
+        }
+        let mut param = param.unwrap_or_else(|| r2r::Parameter::new(ParameterValue::NotSet));
+        param.value = ParameterValue::DoubleArray(self.0.clone());
+        params.insert(prefix.to_owned(), param);
+        Ok(())
+    }
+
+    fn get_parameter(&mut self, param_name: &str) -> r2r::Result<ParameterValue> {
+        match param_name {
+            "" => Ok(ParameterValue::DoubleArray(self.0.clone())),
+            _ => Err(r2r::Error::InvalidParameterName {
+                name: param_name.to_owned(),
+            }),
+        }
+    }
+
+    fn set_parameter(&mut self, param_name: &str, param_val: &ParameterValue) -> r2r::Result<()> {
+        self.check_parameter(param_name, param_val)?;
+        match param_val {
+            ParameterValue::DoubleArray(values) => self.0 = values.clone(),
+            // An empty list from a parameters file or the command line has no element type.
+            _ => self.0.clear(),
+        }
+        Ok(())
+    }
+
+    fn check_parameter(&self, param_name: &str, param_val: &ParameterValue) -> r2r::Result<()> {
+        if !param_name.is_empty() {
+            return Err(r2r::Error::InvalidParameterName {
+                name: param_name.to_owned(),
+            });
+        }
+        match param_val {
+            ParameterValue::DoubleArray(_) => Ok(()),
+            ParameterValue::StringArray(v) if v.is_empty() => Ok(()),
+            ParameterValue::IntegerArray(v) if v.is_empty() => Ok(()),
+            ParameterValue::BoolArray(v) if v.is_empty() => Ok(()),
+            _ => Err(r2r::Error::InvalidParameterType {
+                name: String::new(),
+                ty: "ParameterValue::DoubleArray",
+            }),
+        }
+    }
+}
+
 /// Parameters that `ros2 param set` may change while the node runs.
 pub const RUNTIME_PARAMETERS: &[&str] = &[
     "overlay_alpha",
     "min_instance_px",
     "grasp_top_k",
     "grasp_min_quality",
+    "workspace",
 ];
 
 /// Parameters that the ROS client library itself owns.
@@ -89,6 +154,7 @@ impl Default for NodeParams {
             grasp_finger_depth_m: 0.03,
             grasp_top_k: 10,
             grasp_min_quality: 0.5,
+            workspace: DoubleArray::default(),
             overlay_alpha: 0.5,
             min_instance_px: 50,
             max_image_pixels: 4096 * 4096,
@@ -200,6 +266,7 @@ impl NodeParams {
         in_range_i64("min_instance_px", self.min_instance_px, 1, 1_000_000)?;
         in_range_i64("grasp_top_k", self.grasp_top_k, 1, 1000)?;
         in_range_f64("grasp_min_quality", self.grasp_min_quality, 0.0, 1.0)?;
+        self.workspace_box()?;
         let head =
             |name: &str| (!name.is_empty()).then(|| PathBuf::from(&self.models_dir).join(name));
         let (parallel_jaw, suction) = match self.grasp_gripper.as_str() {
@@ -280,6 +347,12 @@ impl NodeParams {
                 3600.0,
             )?),
         })
+    }
+
+    /// The `workspace` box, `None` when off, or what is wrong with it.
+    pub fn workspace_box(&self) -> Result<Option<Workspace>, ParamError> {
+        Workspace::from_bounds(&self.workspace.0)
+            .map_err(|problem| reject("workspace", format!("{:?}", self.workspace.0), problem))
     }
 
     /// Names given in the parameters file or on the command line that this node does not have
@@ -399,6 +472,22 @@ mod tests {
             ("grasp_top_k", Box::new(|p| p.grasp_top_k = 0)),
             ("grasp_min_quality", Box::new(|p| p.grasp_min_quality = 1.5)),
             (
+                "workspace",
+                Box::new(|p| p.workspace = DoubleArray(vec![-0.3, -0.2, 0.5])),
+            ),
+            (
+                "workspace",
+                Box::new(|p| p.workspace = DoubleArray(vec![-0.3, -0.2, 0.5, 0.3, 0.2, f64::NAN])),
+            ),
+            (
+                "workspace",
+                Box::new(|p| p.workspace = DoubleArray(vec![0.3, -0.2, 0.5, -0.3, 0.2, 1.0])),
+            ),
+            (
+                "workspace",
+                Box::new(|p| p.workspace = DoubleArray(vec![-0.3, -0.2, 0.5, 0.3, 0.2, 0.5])),
+            ),
+            (
                 "grasp_finger_depth_m",
                 Box::new(|p| p.grasp_finger_depth_m = -0.1),
             ),
@@ -464,5 +553,61 @@ mod tests {
         assert!(p
             .set_parameter("overlay_alpha", &ParameterValue::String("x".into()))
             .is_err());
+    }
+
+    /// A `workspace` from the parameters file or command line reaches the config; an empty
+    /// list (which the YAML parser may type as any array) means off.
+    #[test]
+    fn workspace_is_read_from_the_given_parameters() {
+        let given = |value: ParameterValue| {
+            let mut params = r2r::indexmap::IndexMap::new();
+            params.insert("workspace".to_string(), r2r::Parameter::new(value));
+            let mut p = NodeParams::default();
+            p.register_parameters("", None, &mut params).unwrap();
+            assert!(matches!(
+                params["workspace"].value,
+                ParameterValue::DoubleArray(_)
+            ));
+            p.workspace.0
+        };
+        let bounds = vec![-0.3, -0.2, 0.5, 0.3, 0.2, 1.0];
+        assert_eq!(given(ParameterValue::DoubleArray(bounds.clone())), bounds);
+        assert!(given(ParameterValue::StringArray(Vec::new())).is_empty());
+        let mut params = r2r::indexmap::IndexMap::new();
+        params.insert(
+            "workspace".to_string(),
+            r2r::Parameter::new(ParameterValue::String("off".into())),
+        );
+        assert!(NodeParams::default()
+            .register_parameters("", None, &mut params)
+            .is_err());
+    }
+
+    #[test]
+    fn workspace_changes_at_run_time_and_is_checked() {
+        let mut p = RuntimeParams(NodeParams::default());
+        assert_eq!(p.0.workspace_box(), Ok(None));
+        let bounds = vec![-0.3, -0.2, 0.5, 0.3, 0.2, 1.0];
+        assert!(p
+            .set_parameter("workspace", &ParameterValue::DoubleArray(bounds.clone()))
+            .is_ok());
+        let workspace = p.0.workspace_box().unwrap().unwrap();
+        assert_eq!(
+            (workspace.min_m, workspace.max_m),
+            ([-0.3, -0.2, 0.5], [0.3, 0.2, 1.0])
+        );
+        let err = p
+            .set_parameter(
+                "workspace",
+                &ParameterValue::DoubleArray(vec![1.0, 0.0, 0.0, 0.0, 1.0, 1.0]),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("x_min"), "{err}");
+        assert_eq!(p.0.workspace.0, bounds);
+        assert!(p
+            .set_parameter("workspace", &ParameterValue::DoubleArray(Vec::new()))
+            .is_ok());
+        assert_eq!(p.0.workspace_box(), Ok(None));
     }
 }
