@@ -112,6 +112,8 @@ impl RosParams for DoubleArray {
         }
         match param_val {
             ParameterValue::DoubleArray(_) => Ok(()),
+            // `-p workspace:=[]` arrives without a type.
+            ParameterValue::NotSet => Ok(()),
             ParameterValue::StringArray(v) if v.is_empty() => Ok(()),
             ParameterValue::IntegerArray(v) if v.is_empty() => Ok(()),
             ParameterValue::BoolArray(v) if v.is_empty() => Ok(()),
@@ -556,7 +558,7 @@ mod tests {
     }
 
     /// A `workspace` from the parameters file or command line reaches the config; an empty
-    /// list (which the YAML parser may type as any array) means off.
+    /// list (which rcl passes untyped or as any array) means off.
     #[test]
     fn workspace_is_read_from_the_given_parameters() {
         let given = |value: ParameterValue| {
@@ -573,6 +575,7 @@ mod tests {
         let bounds = vec![-0.3, -0.2, 0.5, 0.3, 0.2, 1.0];
         assert_eq!(given(ParameterValue::DoubleArray(bounds.clone())), bounds);
         assert!(given(ParameterValue::StringArray(Vec::new())).is_empty());
+        assert!(given(ParameterValue::NotSet).is_empty());
         let mut params = r2r::indexmap::IndexMap::new();
         params.insert(
             "workspace".to_string(),
