@@ -15,7 +15,8 @@ use perception::scene::bag::BagOptions;
 use perception::scene::config::SceneConfig;
 use perception::scene::dataset::{write_dataset, Generator};
 use perception::train::{
-    bench_model, evaluate_model, fit, visualize_filters, write_rgb_png, TrainConfig,
+    bench_model, evaluate_model, evaluate_node_pipeline, fit, visualize_filters, write_rgb_png,
+    TrainConfig,
 };
 
 #[derive(Parser)]
@@ -62,16 +63,27 @@ enum Command {
         device: DeviceChoice,
     },
     /// Evaluate a model folder on a data set; prints the task's metrics as one JSON object.
+    /// With --pipeline instead of --model: the node's whole pipeline (its parameters file,
+    /// models and post-processing, no ROS) on a generated folder: segmentation, instance and
+    /// published-grasp metrics.
     Eval {
         /// Model folder (model.yaml + model.safetensors)
+        #[arg(
+            long,
+            required_unless_present = "pipeline",
+            conflicts_with = "pipeline"
+        )]
+        model: Option<PathBuf>,
+        /// The node's parameters file, e.g. config/perception.yaml (models_dir relative to the
+        /// working directory, as for the node)
         #[arg(long)]
-        model: PathBuf,
+        pipeline: Option<PathBuf>,
         /// Data set folder from `perception_train generate` (segmentation models)
         #[arg(long)]
         data: PathBuf,
-        /// auto | cpu | cuda:N
-        #[arg(long, default_value = "auto")]
-        device: DeviceChoice,
+        /// auto | cpu | cuda:N (default: auto; with --pipeline, the file's `device`)
+        #[arg(long)]
+        device: Option<DeviceChoice>,
     },
     /// The course's filter visualisation: from a blank image, gradient ascent on the input to
     /// maximise each filter's mean response; the K images as a grid PNG.
@@ -228,17 +240,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Eval {
-            model,
+            pipeline: Some(params),
             data,
             device,
+            ..
         } => {
-            let selected = select_device(device);
+            let metrics = evaluate_node_pipeline(&params, &data, device)
+                .with_context(|| format!("evaluating the pipeline of {}", params.display()))?;
+            println!("{}", serde_json::to_string(&metrics)?);
+        }
+        Command::Eval {
+            model: Some(model),
+            data,
+            device,
+            ..
+        } => {
+            let selected = select_device(device.unwrap_or(DeviceChoice::Auto));
             let loaded = ModelFolder::new(&model)
                 .load(&selected.device)
                 .with_context(|| format!("loading {}", model.display()))?;
             let metrics = evaluate_model(&loaded, &data, &selected.device)?;
             println!("{}", serde_json::to_string(&metrics.metrics)?);
         }
+        Command::Eval { .. } => bail!("eval needs --model DIR or --pipeline PARAMS_FILE"),
         Command::Bench {
             model,
             batch,

@@ -15,6 +15,7 @@ mod depth;
 mod fit;
 mod grasp;
 mod optimizer;
+mod pipeline_eval;
 mod pose;
 mod regularization;
 mod rgb_images;
@@ -38,6 +39,9 @@ pub use depth::{masked_l1, DepthMetrics, DepthSet};
 pub use fit::{evaluate_model, fit, Evaluation, Examples, FitReport};
 pub use grasp::{average_precision, GraspMetrics, GraspSet};
 pub use optimizer::{Optimizer, OptimizerConfig, Param};
+pub use pipeline_eval::{
+    evaluate_node_pipeline, evaluate_pipeline, PipelineMetrics, PipelineParams,
+};
 pub use pose::{rotation_error_deg, PoseMetrics, PoseSet};
 pub use regularization::weight_penalty;
 pub use schedule::Schedule;
