@@ -110,7 +110,10 @@ mod tests {
         } else {
             assert!(selected.device.is_cpu());
             let reason = selected.fallback_reason.unwrap();
-            assert!(reason.contains("cuda:0") && reason.contains("no CUDA support"), "{reason}");
+            assert!(
+                reason.contains("cuda:0") && reason.contains("no CUDA support"),
+                "{reason}"
+            );
         }
         assert!(select_device(DeviceChoice::Cpu).fallback_reason.is_none());
     }

@@ -688,7 +688,8 @@ mod tests {
                         Translation3::from(Vector3::from(o.camera_from_object.translation_m)),
                         UnitQuaternion::from_quaternion(Quaternion::new(w, x, y, z)),
                     );
-                    o.shape.is_some_and(|s| s.signed_distance_local(&(iso.inverse() * p)) < 0.01)
+                    o.shape
+                        .is_some_and(|s| s.signed_distance_local(&(iso.inverse() * p)) < 0.01)
                 });
                 inside += near as usize;
                 // Labelled candidates of the generator close to this grasp (centre within 4 px,

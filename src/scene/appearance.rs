@@ -791,14 +791,14 @@ pub fn photo_files(entry: &Path) -> Result<Vec<PathBuf>, String> {
     })?;
     let mut files: Vec<PathBuf> = read
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .is_some_and(|x| x.eq_ignore_ascii_case("png"))
-        })
+        .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("png")))
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(format!("photos entry {} holds no PNG file", entry.display()));
+        return Err(format!(
+            "photos entry {} holds no PNG file",
+            entry.display()
+        ));
     }
     Ok(files)
 }
@@ -1632,7 +1632,11 @@ mod tests {
     #[test]
     fn photo_textures_tile_the_image_and_need_their_files() {
         // A 4x2 image, dark left half, light right half.
-        let photo = Arc::new(Photo::from_luma(4, 2, &[0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0]));
+        let photo = Arc::new(Photo::from_luma(
+            4,
+            2,
+            &[0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0],
+        ));
         let config = SurfaceConfig {
             kinds: vec![TextureKind::Photo],
             photos: vec![PathBuf::from("unused")],
@@ -1647,7 +1651,11 @@ mod tests {
         // repeating every scale_m.
         let t = &material.texture;
         let d = t.direction;
-        let helper = if d.x.abs() < 0.9 { Vector3::x() } else { Vector3::y() };
+        let helper = if d.x.abs() < 0.9 {
+            Vector3::x()
+        } else {
+            Vector3::y()
+        };
         let e1 = d.cross(&helper).normalize();
         let at = |s: f64| material.albedo_at(&Point3::from(e1 * s - Vector3::from(t.offset_m)))[0];
         let (dark, light) = (at(0.0125), at(0.0625));

@@ -463,11 +463,8 @@ impl SceneConfig {
                     f.name()
                 ));
             }
-            if self.bin.yaw_deg.bounds() != [0.0, 0.0] || self.bin.tilt_deg.bounds() != [0.0, 0.0]
-            {
-                return Err(
-                    "bin.yaw_deg and bin.tilt_deg need objects.placement: physics".into(),
-                );
+            if self.bin.yaw_deg.bounds() != [0.0, 0.0] || self.bin.tilt_deg.bounds() != [0.0, 0.0] {
+                return Err("bin.yaw_deg and bin.tilt_deg need objects.placement: physics".into());
             }
         }
         if self.lighting.lights[0] > self.lighting.lights[1] {

@@ -106,15 +106,22 @@ impl Generator {
                     loaded.topology.closed,
                 )
                 .ok_or_else(|| {
-                    invalid(format!("{}: the mesh has no usable triangle", path.display()))
+                    invalid(format!(
+                        "{}: the mesh has no usable triangle",
+                        path.display()
+                    ))
                 })?;
                 meshes.push(Arc::new(solid));
             }
         }
         let mut photos = std::collections::BTreeMap::new();
-        for surface in [&config.bin.surface, &config.floor.surface, &config.objects.surface]
-            .into_iter()
-            .flatten()
+        for surface in [
+            &config.bin.surface,
+            &config.floor.surface,
+            &config.objects.surface,
+        ]
+        .into_iter()
+        .flatten()
         {
             for entry in &surface.photos {
                 if photos.contains_key(entry) {
@@ -179,7 +186,8 @@ impl Generator {
             return indices.map(|i| self.frame(i)).collect();
         }
         // A seed of its own, so scene k's pile is not frame k's.
-        let mut scene_rng = StdRng::seed_from_u64(self.frame_seed(scene_index) ^ 0x5CE9_E5EE_D000_0001);
+        let mut scene_rng =
+            StdRng::seed_from_u64(self.frame_seed(scene_index) ^ 0x5CE9_E5EE_D000_0001);
         let scene = self.scene(&mut scene_rng);
         let grasps = sample_grasps(
             &scene,
@@ -755,8 +763,8 @@ mod tests {
 
     #[test]
     fn the_committed_scene_configs_parse_and_check() {
-        for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/scene"))
-            .unwrap()
+        for entry in
+            std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/scene")).unwrap()
         {
             let path = entry.unwrap().path();
             let config: SceneConfig =
@@ -776,7 +784,9 @@ mod tests {
             "objects: {meshes: [{path: parts/, units: inch}]}",
             "objects: {families: [torus]}",
         ] {
-            let err = serde_yaml::from_str::<SceneConfig>(text).unwrap_err().to_string();
+            let err = serde_yaml::from_str::<SceneConfig>(text)
+                .unwrap_err()
+                .to_string();
             assert!(
                 err.contains("unknown") || err.contains("variant"),
                 "{text}: {err}"
@@ -822,7 +832,11 @@ mod tests {
                 }
                 let (u, v) = ((i % 160) as f64 + 0.5, (i / 160) as f64 + 0.5);
                 let z = frame.depth_m[i] as f64;
-                let p_cam = Point3::new((u - camera.cx) / camera.fx * z, (v - camera.cy) / camera.fy * z, z);
+                let p_cam = Point3::new(
+                    (u - camera.cx) / camera.fx * z,
+                    (v - camera.cy) / camera.fy * z,
+                    z,
+                );
                 let p_cell = camera.cell_from_camera * p_cam;
                 let object = &scene.objects[id as usize - 1];
                 let d = object
@@ -830,7 +844,10 @@ mod tests {
                     .solid
                     .signed_distance_local(&object.placed.to_local(&p_cell));
                 // Depth is stored as f32: 0.1 mm holds at these distances.
-                assert!(d.abs() < 1e-4, "frame {index} pixel {i}: {d} m off object {id}");
+                assert!(
+                    d.abs() < 1e-4,
+                    "frame {index} pixel {i}: {d} m off object {id}"
+                );
                 checked += 1;
             }
             assert!(checked > 100, "frame {index}: only {checked} object pixels");
@@ -863,11 +880,19 @@ mod tests {
             for a in 0..hulls.len() {
                 for b in a + 1..hulls.len() {
                     if let Some(c) = parry3d_f64::query::contact(
-                        &hulls[a].0, &hulls[a].1, &hulls[b].0, &hulls[b].1, 0.0,
+                        &hulls[a].0,
+                        &hulls[a].1,
+                        &hulls[b].0,
+                        &hulls[b].1,
+                        0.0,
                     )
                     .unwrap()
                     {
-                        assert!(c.dist > -1e-3, "frame {index}: objects {a} and {b} overlap {} m", -c.dist);
+                        assert!(
+                            c.dist > -1e-3,
+                            "frame {index}: objects {a} and {b} overlap {} m",
+                            -c.dist
+                        );
                     }
                 }
             }
@@ -901,7 +926,14 @@ mod tests {
         let parts = dir.join("parts");
         std::fs::create_dir_all(&parts).unwrap();
         // An L-shaped bracket, 60 x 40 x 15 mm, as OBJ with quads.
-        let l_outline = [(0.0, 0.0), (60.0, 0.0), (60.0, 15.0), (15.0, 15.0), (15.0, 40.0), (0.0, 40.0)];
+        let l_outline = [
+            (0.0, 0.0),
+            (60.0, 0.0),
+            (60.0, 15.0),
+            (15.0, 15.0),
+            (15.0, 40.0),
+            (0.0, 40.0),
+        ];
         let mut obj = String::new();
         for z in [0.0, 15.0] {
             for (x, y) in l_outline {
@@ -950,7 +982,8 @@ mod tests {
         write_dataset(&generator, 3, &out, None, &|_| {}).unwrap();
         let mut sources = std::collections::BTreeSet::new();
         for index in 0..3 {
-            let text = std::fs::read_to_string(out.join(format!("labels/{index:06}.json"))).unwrap();
+            let text =
+                std::fs::read_to_string(out.join(format!("labels/{index:06}.json"))).unwrap();
             let labels: FrameLabels = serde_json::from_str(&text).unwrap();
             assert!(!labels.objects.is_empty());
             for o in &labels.objects {
@@ -971,7 +1004,10 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("empty.ply") && err.contains("parts.yaml"), "{err}");
+        assert!(
+            err.contains("empty.ply") && err.contains("parts.yaml"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -987,13 +1023,23 @@ mod tests {
         }
         let (a, b) = (&together[0].labels, &together[1].labels);
         assert_eq!(
-            a.objects.iter().map(|o| o.cell_from_object).collect::<Vec<_>>(),
-            b.objects.iter().map(|o| o.cell_from_object).collect::<Vec<_>>()
+            a.objects
+                .iter()
+                .map(|o| o.cell_from_object)
+                .collect::<Vec<_>>(),
+            b.objects
+                .iter()
+                .map(|o| o.cell_from_object)
+                .collect::<Vec<_>>()
         );
         assert_ne!(a.cell_from_camera, b.cell_from_camera);
         // The next pile is another one.
         assert_ne!(
-            g.frame(6).labels.objects.first().map(|o| o.cell_from_object),
+            g.frame(6)
+                .labels
+                .objects
+                .first()
+                .map(|o| o.cell_from_object),
             a.objects.first().map(|o| o.cell_from_object)
         );
     }

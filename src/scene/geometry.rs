@@ -648,7 +648,10 @@ mod tests {
                 )
             };
             let ray = Ray::new(origin, direction);
-            let (a, b) = (intersect_box(h, &ray, 0.4), intersect_convex(&planes, &ray, 0.4));
+            let (a, b) = (
+                intersect_box(h, &ray, 0.4),
+                intersect_convex(&planes, &ray, 0.4),
+            );
             assert_eq!(a.is_some(), b.is_some(), "ray {i}");
             if let (Some(a), Some(b)) = (a, b) {
                 assert!((a.t - b.t).abs() < 1e-12 && (a.normal - b.normal).norm() < 1e-12);

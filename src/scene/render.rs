@@ -52,7 +52,11 @@ pub fn render(scene: &Scene, camera: &PinholeCamera, boundary_px: u32) -> Render
         .map(|p| PixelBounds::of(p, camera))
         .collect();
     let shadow_grids: Vec<ShadowGrid> = if scene.shadows {
-        scene.lights.iter().map(|l| ShadowGrid::new(scene, l.to_light)).collect()
+        scene
+            .lights
+            .iter()
+            .map(|l| ShadowGrid::new(scene, l.to_light))
+            .collect()
     } else {
         Vec::new()
     };
@@ -107,7 +111,8 @@ pub fn render(scene: &Scene, camera: &PinholeCamera, boundary_px: u32) -> Render
                             .copied()
                             .filter(|&i| bin_bounds[i].has_column(u)),
                     );
-                    let Some(s) = sample_pixel(scene, &shadow_grids, camera, u, v, &objects, &parts)
+                    let Some(s) =
+                        sample_pixel(scene, &shadow_grids, camera, u, v, &objects, &parts)
                     else {
                         continue;
                     };
@@ -186,8 +191,15 @@ fn sample_pixel(
         }
         _ => material.albedo_at(&point),
     };
-    let (radiance, highlight) =
-        shade(scene, shadow_grids, &point, albedo, material, &normal, &to_eye);
+    let (radiance, highlight) = shade(
+        scene,
+        shadow_grids,
+        &point,
+        albedo,
+        material,
+        &normal,
+        &to_eye,
+    );
     Some(Sample {
         radiance,
         depth_m: (hit.hit.t * depth_per_t) as f32,
@@ -229,7 +241,10 @@ fn shade(
             let half = (light.to_light + to_eye).normalize();
             light.intensity
                 * material.specular
-                * normal.dot(&half).max(0.0).powi(material.shininess.round() as i32)
+                * normal
+                    .dot(&half)
+                    .max(0.0)
+                    .powi(material.shininess.round() as i32)
         } else {
             0.0
         };
@@ -275,7 +290,12 @@ impl ShadowGrid {
         let boxes: Vec<[f64; 4]> = occluders
             .map(|p| {
                 p.hull_points_world().iter().fold(
-                    [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY],
+                    [
+                        f64::INFINITY,
+                        f64::INFINITY,
+                        f64::NEG_INFINITY,
+                        f64::NEG_INFINITY,
+                    ],
                     |[x0, y0, x1, y1], q| {
                         let (x, y) = (q.coords.dot(&a), q.coords.dot(&b));
                         [x0.min(x), y0.min(y), x1.max(x), y1.max(y)]
@@ -284,7 +304,12 @@ impl ShadowGrid {
             })
             .collect();
         let bounds = boxes.iter().fold(
-            [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY],
+            [
+                f64::INFINITY,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::NEG_INFINITY,
+            ],
             |[x0, y0, x1, y1], r| [x0.min(r[0]), y0.min(r[1]), x1.max(r[2]), y1.max(r[3])],
         );
         let span = (bounds[2] - bounds[0]).max(bounds[3] - bounds[1]).max(1e-6);
@@ -457,6 +482,9 @@ mod tests {
                 }
             }
         }
-        assert!(shadowed > 100 && lit > 100, "{shadowed} shadowed, {lit} lit");
+        assert!(
+            shadowed > 100 && lit > 100,
+            "{shadowed} shadowed, {lit} lit"
+        );
     }
 }

@@ -51,7 +51,10 @@ impl ClassTable {
                 ];
                 for family in ShapeFamily::ALL.iter().filter(|f| {
                     families.contains(f)
-                        && !matches!(f, ShapeFamily::Box | ShapeFamily::Cylinder | ShapeFamily::Prism)
+                        && !matches!(
+                            f,
+                            ShapeFamily::Box | ShapeFamily::Cylinder | ShapeFamily::Prism
+                        )
                 }) {
                     let color = palette[(table.len() - 5) % palette.len()];
                     table.push((family.name().into(), color));
@@ -206,18 +209,18 @@ impl Scene {
         let tilt = bin.tilt_deg.sample(rng).to_radians();
         let cell_from_bin = if tilt != 0.0 || yaw != 0.0 {
             let tilt_axis = rng.gen_range(0.0..std::f64::consts::TAU);
-            let axis = nalgebra::Unit::new_normalize(Vector3::new(
-                tilt_axis.cos(),
-                tilt_axis.sin(),
-                0.0,
-            ));
+            let axis =
+                nalgebra::Unit::new_normalize(Vector3::new(tilt_axis.cos(), tilt_axis.sin(), 0.0));
             let rotation = UnitQuaternion::from_axis_angle(&axis, tilt)
                 * UnitQuaternion::from_axis_angle(&Vector3::z_axis(), yaw);
             // Lift it so its lowest corner touches the floor.
             let half = [length / 2.0 + wt, width / 2.0 + wt];
             let lowest = [-1.0, 1.0]
                 .iter()
-                .flat_map(|sx| [-1.0, 1.0].map(|sy| (rotation * Vector3::new(sx * half[0], sy * half[1], -ft)).z))
+                .flat_map(|sx| {
+                    [-1.0, 1.0]
+                        .map(|sy| (rotation * Vector3::new(sx * half[0], sy * half[1], -ft)).z)
+                })
                 .fold(f64::INFINITY, f64::min);
             Isometry3::from_parts(Translation3::new(0.0, 0.0, -lowest), rotation)
         } else {
@@ -315,7 +318,13 @@ impl Scene {
                 [tint(), tint(), tint()]
             }
         };
-        let floor_material = surface_material(&cfg.floor.surface, assets, floor_albedo, MATTE_SPECULAR, rng);
+        let floor_material = surface_material(
+            &cfg.floor.surface,
+            assets,
+            floor_albedo,
+            MATTE_SPECULAR,
+            rng,
+        );
         let bin_albedo = match &bin.colours {
             Some(colours) => colours.sample(rng),
             None => bin.color.map(|c| c as f64 / 255.0),
