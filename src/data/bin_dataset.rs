@@ -81,6 +81,20 @@ impl BinDataset {
             .collect())
     }
 
+    /// The instance ids (16-bit PNG), 0 where no object is seen.
+    pub fn instances(&self, index: usize) -> Result<Vec<u16>, String> {
+        let bytes = self.read(
+            index,
+            "instances",
+            png::ColorType::Grayscale,
+            png::BitDepth::Sixteen,
+        )?;
+        Ok(bytes
+            .chunks_exact(2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+            .collect())
+    }
+
     /// The frame's labels: camera pose and intrinsics, objects, grasp candidates.
     pub fn labels(&self, index: usize) -> Result<FrameLabels, String> {
         let path = self.root.join("labels").join(format!("{index:06}.json"));

@@ -581,32 +581,10 @@ pub fn dataset_frame(
 
 /// The ground-truth instance ids (`instances/NNNNNN.png`, 16-bit).
 pub fn dataset_instances(data: &BinDataset, index: usize) -> anyhow::Result<InstanceImage> {
-    let path = data.root.join("instances").join(format!("{index:06}.png"));
-    let fail = |e: &dyn std::fmt::Display| anyhow::anyhow!("cannot read {}: {e}", path.display());
-    let file = std::fs::File::open(&path).map_err(|e| fail(&e))?;
-    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
-        .read_info()
-        .map_err(|e| fail(&e))?;
-    let mut buf = vec![
-        0;
-        reader
-            .output_buffer_size()
-            .ok_or_else(|| fail(&"too large"))?
-    ];
-    let info = reader.next_frame(&mut buf).map_err(|e| fail(&e))?;
-    if (info.width, info.height) != (data.width, data.height)
-        || info.color_type != png::ColorType::Grayscale
-        || info.bit_depth != png::BitDepth::Sixteen
-    {
-        return Err(fail(&"expected a 16-bit grey image of the data set's size"));
-    }
     Ok(InstanceImage {
-        width: info.width,
-        height: info.height,
-        ids: buf[..info.buffer_size()]
-            .chunks_exact(2)
-            .map(|b| u16::from_be_bytes([b[0], b[1]]))
-            .collect(),
+        width: data.width,
+        height: data.height,
+        ids: data.instances(index).map_err(anyhow::Error::msg)?,
     })
 }
 
